@@ -1,0 +1,32 @@
+"""One exception family for the whole library.
+
+Every error the library raises on purpose is an :class:`NNError`, so a user can catch
+them all at once; each subclass also derives from the built-in exception a Python
+programmer would expect (a shape problem is a ``ValueError``), so generic handlers work.
+"""
+
+from __future__ import annotations
+
+
+class NNError(Exception):
+    """Base class of every error raised on purpose by ``nn``."""
+
+
+class ShapeError(NNError, ValueError):
+    """An array's shape does not fit the op's signature (named in the message)."""
+
+
+class DTypeError(NNError, TypeError):
+    """An array has a dtype the op does not accept, or inputs disagree in dtype."""
+
+
+class DataError(NNError, ValueError):
+    """Data (a file, a label, a batch) is malformed or out of range."""
+
+
+class DivergenceError(NNError, FloatingPointError):
+    """A loss, activation or gradient stopped being finite."""
+
+
+class VerificationError(NNError, AssertionError):
+    """An op failed a check of the verification protocol (see :mod:`nn.testing`)."""

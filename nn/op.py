@@ -1,0 +1,203 @@
+"""The op contract, declared in one place.
+
+An op is a pure function ``op(*arrays, **static) -> (out, vjp)``:
+
+* the positional arguments are the arrays the op is differentiable in;
+* keyword-only arguments are static (integer labels, axes, masks, an ``rng``);
+* ``vjp(g)`` takes a cotangent ``g`` shaped like ``out`` and returns a tuple with one
+  cotangent per positional array, each with its input's shape and dtype.
+
+The :func:`op` decorator registers an op with its spec id, its shape signature in
+NumPy's generalized-ufunc notation (``"(n,d),(d,m),(m)->(n,m)"``), whether it is
+complex-safe and where its kinks are, and it checks every call against the signature
+so that a bad shape raises :class:`~nn.errors.ShapeError` naming the op, the signature
+and the shapes received, instead of a bare NumPy broadcasting error deep inside.
+
+Loop dimensions follow gufunc rules: leading dimensions outside the core ones
+broadcast against each other, and a vjp sums a cotangent back over the dimensions its
+input was broadcast along (:func:`unbroadcast`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nn.errors import DTypeError, ShapeError
+
+Array = np.ndarray[Any, Any]
+VJP = Callable[[Any], tuple[Array, ...]]
+OpFn = Callable[..., tuple[Array, VJP]]
+Shape = tuple[int, ...]
+
+_CORE = re.compile(r"\(([^()]*)\)")
+_SIDE = re.compile(r"\(\w*(,\w+)*\)(,\(\w*(,\w+)*\))*")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A parsed gufunc signature: the core dimension names of each input and the output."""
+
+    text: str
+    inputs: tuple[tuple[str, ...], ...]
+    output: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Signature:
+        """Parse ``"(n,d),(d,m),(m)->(n,m)"``; raise ``ValueError`` if it is not of that form."""
+        if text.count("->") != 1:
+            raise ValueError(f"signature {text!r} needs exactly one '->'")
+        left, right = text.replace(" ", "").split("->")
+
+        def groups(side: str) -> tuple[tuple[str, ...], ...]:
+            if not _SIDE.fullmatch(side):
+                raise ValueError(f"signature {text!r}: cannot read {side!r}")
+            return tuple(tuple(n for n in g.split(",") if n) for g in _CORE.findall(side))
+
+        inputs, outputs = groups(left), groups(right)
+        if len(outputs) != 1:
+            raise ValueError(f"signature {text!r} must have one output")
+        return cls(text.replace(" ", ""), inputs, outputs[0])
+
+    def output_shape(self, op: str, shapes: list[Shape]) -> Shape:
+        """Check ``shapes`` against the signature; return the output's shape.
+
+        Raises :class:`ShapeError` naming ``op``, the signature and every shape received.
+        """
+
+        def fail(why: str) -> ShapeError:
+            got = ", ".join(str(s) for s in shapes)
+            return ShapeError(f"{op}: {why}; signature {self.text}, received shapes {got}")
+
+        if len(shapes) != len(self.inputs):
+            raise fail(f"expected {len(self.inputs)} array argument(s), received {len(shapes)}")
+        sizes: dict[
+            str, tuple[int, int]
+        ] = {}  # core name -> (size, index of the input that set it)
+        loops: list[Shape] = []
+        for i, (shape, core) in enumerate(zip(shapes, self.inputs, strict=True)):
+            if len(shape) < len(core):
+                raise fail(
+                    f"argument {i} needs at least {len(core)} dimension(s) ({','.join(core)}), "
+                    f"received {len(shape)}"
+                )
+            split = len(shape) - len(core)
+            loops.append(shape[:split])
+            for name, size in zip(core, shape[split:], strict=True):
+                if name in sizes and sizes[name][0] != size:
+                    seen, where = sizes[name]
+                    raise fail(
+                        f"dimension {name!r} is {seen} in argument {where} "
+                        f"but {size} in argument {i}"
+                    )
+                sizes.setdefault(name, (size, i))
+        try:
+            loop = np.broadcast_shapes(*loops)
+        except ValueError:
+            raise fail(f"loop dimensions {loops} do not broadcast") from None
+        return tuple(loop) + tuple(sizes[n][0] for n in self.output)
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """What the registry knows about one op."""
+
+    name: str
+    fn: OpFn
+    """The public function: checks shapes, then calls the implementation."""
+    signature: Signature
+    complex_safe: bool
+    kinks: tuple[float, ...]
+    """Input values where the op is not differentiable, elementwise (``relu``: ``(0.0,)``)."""
+    static: Callable[..., dict[str, Any]] | None
+    """``static(rng, *arrays) -> kwargs``: valid static arguments for given arrays."""
+    spec: str
+    """The spec page id: ``spec/<spec>.md``."""
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        """Names of the positional (differentiable) arguments, from the function itself."""
+        code = self.fn.__wrapped__.__code__  # type: ignore[attr-defined]
+        return code.co_varnames[: code.co_argcount]
+
+
+REGISTRY: dict[str, OpInfo] = {}
+
+
+def op(
+    *,
+    signature: str,
+    complex_safe: bool,
+    kinks: tuple[float, ...] = (),
+    static: Callable[..., dict[str, Any]] | None = None,
+    spec: str | None = None,
+) -> Callable[[OpFn], OpFn]:
+    """Register an op and check its arguments on every call (see the module docstring)."""
+    sig = Signature.parse(signature)
+
+    def register(fn: OpFn) -> OpFn:
+        name = fn.__name__
+
+        @functools.wraps(fn)
+        def checked(*arrays: Any, **kwargs: Any) -> tuple[Array, VJP]:
+            _check_arrays(name, arrays, sig)
+            out, vjp = fn(*arrays, **kwargs)
+
+            def checked_vjp(g: Any) -> tuple[Array, ...]:
+                g = np.asarray(g, dtype=out.dtype)
+                if g.shape != out.shape:
+                    raise ShapeError(
+                        f"{name}: the cotangent g must have the output's shape {out.shape}, "
+                        f"received {g.shape}"
+                    )
+                return vjp(g)
+
+            return out, checked_vjp
+
+        if name in REGISTRY:
+            raise ValueError(f"op {name!r} is registered twice")
+        REGISTRY[name] = OpInfo(name, checked, sig, complex_safe, kinks, static, spec or name)
+        return checked
+
+    return register
+
+
+def _check_arrays(name: str, arrays: tuple[Any, ...], sig: Signature) -> None:
+    for i, a in enumerate(arrays):
+        if not isinstance(a, np.ndarray):
+            raise DTypeError(
+                f"{name}: argument {i} must be a NumPy array of floats, received "
+                f"{type(a).__name__}; convert it with np.asarray(..., dtype=np.float32)"
+            )
+        if a.dtype.kind not in "fc":
+            raise DTypeError(
+                f"{name}: argument {i} must have a floating (or complex) dtype, received {a.dtype}"
+            )
+    dtypes = {a.dtype for a in arrays}
+    if len(dtypes) > 1:
+        got = ", ".join(str(a.dtype) for a in arrays)
+        raise DTypeError(
+            f"{name}: all array arguments must share one dtype (mixing would silently upcast), "
+            f"received {got}"
+        )
+    sig.output_shape(name, [a.shape for a in arrays])
+
+
+def unbroadcast(g: Array, shape: Shape) -> Array:
+    """Sum ``g`` over the dimensions along which an input of ``shape`` was broadcast.
+
+    Broadcasting copies an input along new or size-1 axes; the chain rule adds up the
+    cotangents of all the copies.
+
+    >>> unbroadcast(np.ones((4, 2, 3)), (1, 3)).tolist()
+    [[8.0, 8.0, 8.0]]
+    """
+    extra = g.ndim - len(shape)
+    g = g.sum(axis=tuple(range(extra))) if extra else g  # (..., *shape') -> shape'
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g

@@ -1,0 +1,426 @@
+"""The public verifier: check any op's vjp against finite differences.
+
+Users call it on their own ops exactly as the library's test-suite does::
+
+    report = check_vjp(my_op, x, w)        # raises VerificationError on failure
+
+It implements the verification protocol of DESIGN.md (tolerances measured there):
+
+* P1 complex step, for complex-safe ops:
+  ``|Im phi(x + ihu)/h - <g,u>| <= 1e-10 |<g,u>| + 1e-13 ||g||``;
+* P2 central differences, for every op: ``|fd - <g,u>| <= 1e-6 |<g,u>| + 1e-8 ||g||``;
+* P3 Gaussian unit directions with fixed seeds, each input alone and all jointly, and a
+  Gaussian cotangent ``v`` on the output: ``phi(x) = <f(x), v>`` and ``g = vjp(v)``;
+* P4 the full Jacobian on tiny shapes: ``|a - n| <= 1e-6 |n| + 1e-7 max|n|``;
+* P5 samplers that keep inputs at least ``1e-3`` away from the op's kinks;
+* P7 reentrancy: ``vjp`` twice gives bitwise-identical cotangents and mutates nothing.
+
+Every check is a :class:`Check` that names the op, the method, the input and the direction's
+seed, with both numbers and the tolerance, so a failure can be reproduced and read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nn.errors import VerificationError
+from nn.numdiff import (
+    CENTRAL_EPS,
+    COMPLEX_H,
+    central_difference,
+    complex_step,
+    gaussian_direction,
+    numerical_jacobian,
+    vjp_jacobian,
+)
+from nn.op import REGISTRY, Array, OpFn, OpInfo
+
+#: Protocol constants (DESIGN.md, "The verification protocol").
+COMPLEX_RTOL, COMPLEX_ATOL = 1e-10, 1e-13  # with step COMPLEX_H = 1e-20
+CENTRAL_RTOL, CENTRAL_ATOL = 1e-6, 1e-8  # with step CENTRAL_EPS = 1e-6
+JACOBIAN_RTOL, JACOBIAN_ATOL, JACOBIAN_MAX_SIZE = 1e-6, 1e-7, 300
+FLOAT32_RTOL, FLOAT32_ATOL = 1e-5, 1e-6  # float32 forward against float64, |y64| relative
+KINK_MARGIN = 1e-3
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison: ``error`` (``|numeric - analytic|``) must not exceed ``tolerance``."""
+
+    op: str
+    method: str
+    input: str
+    seed: int | None
+    numeric: float
+    analytic: float
+    error: float
+    tolerance: float
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        """The error as a fraction of its tolerance; at most 1 passes."""
+        if self.tolerance > 0:
+            return self.error / self.tolerance
+        return 0.0 if self.error == 0 else float("inf")
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.ratio <= 1.0)  # False for NaN
+
+    def message(self) -> str:
+        seed = "" if self.seed is None else f", direction seed {self.seed}"
+        return (
+            f"{self.op}: {self.method} check on {self.input}{seed}: numeric {self.numeric:.10g} "
+            f"vs analytic {self.analytic:.10g}, error {self.error:.3g} "
+            f"{'<=' if self.passed else '>'} tolerance {self.tolerance:.3g}"
+            + (f" ({self.note})" if self.note else "")
+        )
+
+
+@dataclass
+class Report:
+    """All checks run on one op; :meth:`raise_if_failed` turns failures into an error."""
+
+    op: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def worst(self, method: str) -> Check | None:
+        """The check of ``method`` with the largest error-to-tolerance ratio."""
+        found = [c for c in self.checks if c.method == method]
+        return max(found, key=lambda c: np.nan_to_num(c.ratio, nan=np.inf)) if found else None
+
+    def raise_if_failed(self) -> Report:
+        if not self.passed:
+            lines = "\n  ".join(c.message() for c in self.failures)
+            raise VerificationError(f"{self.op} failed {len(self.failures)} check(s):\n  {lines}")
+        return self
+
+
+def info_of(fn: OpFn) -> OpInfo | None:
+    """The registry entry of a registered op, or ``None`` for a user's own function."""
+    info = REGISTRY.get(getattr(fn, "__name__", ""))
+    return info if info is not None and fn is info.fn else None
+
+
+def check_vjp(
+    fn: OpFn,
+    *arrays: Array,
+    static: dict[str, Any] | None = None,
+    seed: int = 0,
+    directions: int = 2,
+    complex_safe: bool | None = None,
+    jacobian: bool | None = None,
+    raise_on_failure: bool = True,
+) -> Report:
+    """Verify ``fn``'s vjp at ``arrays`` (float64) by the protocol P1-P4 and P7.
+
+    ``complex_safe`` defaults to the registry's entry for registered ops and to ``False``
+    for a user's function; ``jacobian`` defaults to whether all inputs together have at
+    most 300 entries. Returns a :class:`Report`; raises :class:`VerificationError` when a
+    check fails, unless ``raise_on_failure=False``.
+
+    >>> from nn import tanh
+    >>> check_vjp(tanh, np.array([0.5, -1.0])).passed
+    True
+    """
+    static = dict(static or {})
+    info = info_of(fn)
+    name = info.name if info else getattr(fn, "__name__", "op")
+    names = info.arg_names if info else tuple(f"argument {i}" for i in range(len(arrays)))
+    safe = (info.complex_safe if info else False) if complex_safe is None else complex_safe
+    report = Report(name)
+    arrays = tuple(np.asarray(a) for a in arrays)
+    before = [a.copy() for a in arrays]
+
+    out, vjp = fn(*arrays, **static)
+    v = np.random.default_rng(seed).standard_normal(np.shape(out))  # P3 Gaussian cotangent
+    v_copy = v.copy()
+    g = vjp(v)
+    if not _contract(report, g, arrays, names, out):
+        return report.raise_if_failed() if raise_on_failure else report
+    _reentrancy(report, vjp, g, v, v_copy, arrays, before)
+
+    groups = [[i] for i in range(len(arrays))] + (
+        [list(range(len(arrays)))] if len(arrays) > 1 else []
+    )
+    for gi, moved in enumerate(groups):
+        label = names[moved[0]] if len(moved) == 1 else "all inputs jointly"
+        gnorm = np.sqrt(sum(float(np.sum(np.abs(g[i]) ** 2)) for i in moved))
+        for k in range(directions):
+            dseed = seed * 1000 + 10 * gi + k
+            u = gaussian_direction(dseed, arrays, moved)
+            exact = float(sum(np.sum(g[i] * u[i]) for i in moved))  # <g, u>
+            fd = central_difference(fn, arrays, static, u, v)
+            tol = CENTRAL_RTOL * abs(exact) + CENTRAL_ATOL * gnorm
+            report.checks.append(
+                Check(name, "central-difference", label, dseed, fd, exact, abs(fd - exact), tol)
+            )
+            if safe:
+                cs = complex_step(fn, arrays, static, u, v)
+                tol = COMPLEX_RTOL * abs(exact) + COMPLEX_ATOL * gnorm
+                report.checks.append(
+                    Check(name, "complex-step", label, dseed, cs, exact, abs(cs - exact), tol)
+                )
+
+    small = sum(a.size for a in arrays) <= JACOBIAN_MAX_SIZE and np.size(out) <= JACOBIAN_MAX_SIZE
+    if small if jacobian is None else jacobian:
+        for i in range(len(arrays)):
+            report.checks.append(_jacobian_check(fn, arrays, static, i, name, names[i]))
+    return report.raise_if_failed() if raise_on_failure else report
+
+
+def _contract(
+    report: Report, g: Any, arrays: Sequence[Array], names: Sequence[str], out: Any
+) -> bool:
+    """The op contract: one cotangent per input, with its shape and dtype; output dtype kept."""
+    problems = []
+    if not isinstance(g, tuple) or len(g) != len(arrays):
+        problems.append(
+            f"vjp must return a tuple of {len(arrays)} cotangents, returned {type(g).__name__}"
+            + (f" of {len(g)}" if isinstance(g, tuple) else "")
+        )
+    else:
+        for c, a, n in zip(g, arrays, names, strict=True):
+            if np.shape(c) != a.shape or np.asarray(c).dtype != a.dtype:
+                problems.append(
+                    f"cotangent of {n} is {np.shape(c)} {np.asarray(c).dtype}, "
+                    f"input is {a.shape} {a.dtype}"
+                )
+    if np.asarray(out).dtype != arrays[0].dtype:
+        problems.append(
+            f"output dtype {np.asarray(out).dtype} differs from input dtype {arrays[0].dtype}"
+        )
+    report.checks.append(
+        Check(
+            report.op,
+            "contract",
+            "vjp",
+            None,
+            0.0,
+            0.0,
+            float(len(problems)),
+            0.0,
+            "; ".join(problems),
+        )
+    )
+    return not problems
+
+
+def _reentrancy(
+    report: Report,
+    vjp: Any,
+    g: tuple[Array, ...],
+    v: Array,
+    v_copy: Array,
+    arrays: Sequence[Array],
+    before: Sequence[Array],
+) -> None:
+    """P7: a second vjp call is bitwise identical, and nothing was mutated in place."""
+    again = vjp(v)
+    problems = [
+        f"cotangent {i} differs on the second call"
+        for i, (a, b) in enumerate(zip(g, again, strict=True))
+        if np.asarray(a).tobytes() != np.asarray(b).tobytes()
+    ]
+    problems += ["vjp mutated its cotangent argument g"] if v.tobytes() != v_copy.tobytes() else []
+    problems += [
+        f"input {i} was mutated"
+        for i, (a, b) in enumerate(zip(arrays, before, strict=True))
+        if a.tobytes() != b.tobytes()
+    ]
+    report.checks.append(
+        Check(
+            report.op,
+            "reentrancy",
+            "vjp",
+            None,
+            0.0,
+            0.0,
+            float(len(problems)),
+            0.0,
+            "; ".join(problems),
+        )
+    )
+
+
+def _jacobian_check(
+    fn: OpFn, arrays: Sequence[Array], static: dict[str, Any], i: int, name: str, label: str
+) -> Check:
+    """P4: every entry of the Jacobian of input ``i``, reported at its worst entry."""
+    n = numerical_jacobian(fn, arrays, static, i)
+    a = vjp_jacobian(fn, arrays, static, i)
+    if n.size == 0:
+        return Check(name, "jacobian", label, None, 0.0, 0.0, 0.0, 0.0, "empty")
+    tol = JACOBIAN_RTOL * np.abs(n) + JACOBIAN_ATOL * np.abs(n).max()
+    err = np.abs(a - n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(tol > 0, err / np.where(tol > 0, tol, 1), np.where(err > 0, np.inf, 0))
+    ratio = np.where(np.isnan(err), np.inf, ratio)
+    w = int(np.argmax(ratio))
+    row, col = np.unravel_index(w, n.shape)
+    return Check(
+        name,
+        "jacobian",
+        label,
+        None,
+        float(n.flat[w]),
+        float(a.flat[w]),
+        float(err.flat[w]),
+        float(tol.flat[w]),
+        f"worst entry: output {row}, input element {col}",
+    )
+
+
+def sample_inputs(
+    fn: OpFn | OpInfo,
+    *,
+    seed: int = 0,
+    sizes: dict[str, int] | None = None,
+    loop: tuple[int, ...] = (2, 3),
+    dtype: Any = np.float64,
+    margin: float = KINK_MARGIN,
+) -> tuple[tuple[Array, ...], dict[str, Any]]:
+    """Gaussian inputs for a registered op, at least ``margin`` away from its kinks (P5).
+
+    Core dimensions get distinct sizes 4, 5, 6, ... in order of appearance (distinct sizes
+    expose a transposed gradient); the first input gets the leading ``loop`` dimensions
+    and the others broadcast against it. Returns ``(arrays, static)``.
+
+    >>> from nn import relu
+    >>> (x,), _ = sample_inputs(relu, sizes={}, loop=(1000,))
+    >>> bool(np.abs(x).min() >= 1e-3)
+    True
+    """
+    info = fn if isinstance(fn, OpInfo) else info_of(fn)
+    if info is None:
+        raise ValueError(f"{fn!r} is not a registered op; build its inputs yourself")
+    names = [n for core in info.signature.inputs for n in core]
+    given = dict(sizes or {})
+    for n in dict.fromkeys(names):
+        given.setdefault(n, 4 + len([m for m in given if m in names]))
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for i, core in enumerate(info.signature.inputs):
+        shape = (loop if i == 0 else ()) + tuple(given[n] for n in core)
+        x = rng.standard_normal(shape)
+        for kink in info.kinks:  # resample only the entries too close to a kink
+            while (near := np.abs(x - kink) < margin).any():
+                x[near] = rng.standard_normal(int(near.sum()))
+        arrays.append(x.astype(dtype))
+    static = info.static(rng, *arrays) if info.static else {}
+    return tuple(arrays), static
+
+
+def check_reference(
+    fn: OpFn,
+    reference: Callable[..., Any],
+    *arrays: Array,
+    static: dict[str, Any] | None = None,
+    rtol: float = 1e-12,
+    atol: float = 1e-14,
+    raise_on_failure: bool = True,
+) -> Check:
+    """P8: compare the forward value with an independent reference implementation.
+
+    Gradient checks cannot see a forward bug (a wrong constant has the right derivative);
+    this can. Pass if ``|y - r| <= rtol |r| + atol max|r|`` everywhere.
+    """
+    static = dict(static or {})
+    info = info_of(fn)
+    name = info.name if info else getattr(fn, "__name__", "op")
+    y = np.asarray(fn(*arrays, **static)[0])
+    r = np.asarray(reference(*arrays, **static))
+    if y.shape != r.shape:
+        raise VerificationError(f"{name}: output shape {y.shape}, reference shape {r.shape}")
+    if r.size == 0:
+        return Check(name, "reference", "output", None, 0.0, 0.0, 0.0, 0.0, "empty output")
+    tol = rtol * np.abs(r) + atol * float(np.abs(r).max())
+    err = np.abs(y - r)
+    w = int(np.argmax(np.where(np.isnan(err), np.inf, err - tol)))
+    check = Check(
+        name,
+        "reference",
+        "output",
+        None,
+        float(r.flat[w]),
+        float(y.flat[w]),
+        float(err.flat[w]),
+        float(tol.flat[w]),
+        f"worst entry {w}",
+    )
+    if raise_on_failure and not check.passed:
+        raise VerificationError(check.message())
+    return check
+
+
+def check_float32(
+    fn: OpFn, *arrays: Array, static: dict[str, Any] | None = None, raise_on_failure: bool = True
+) -> Check:
+    """P0: the float32 forward stays float32 and agrees with the float64 one.
+
+    Pass if ``|y32 - y64| <= 1e-5 |y64| + 1e-6 max|y64|`` everywhere.
+    """
+    static = dict(static or {})
+    info = info_of(fn)
+    name = info.name if info else getattr(fn, "__name__", "op")
+    y64 = np.asarray(fn(*[a.astype(np.float64) for a in arrays], **static)[0])
+    y32 = np.asarray(fn(*[a.astype(np.float32) for a in arrays], **static)[0])
+    if y32.dtype != np.float32:
+        check = Check(
+            name, "float32", "output", None, 0, 0, 1, 0, f"float32 inputs gave {y32.dtype}"
+        )
+    else:
+        tol = FLOAT32_RTOL * np.abs(y64) + FLOAT32_ATOL * (
+            float(np.abs(y64).max()) if y64.size else 0
+        )
+        err = np.abs(y32.astype(np.float64) - y64)
+        w = int(np.argmax(np.where(np.isnan(err), np.inf, err - tol))) if y64.size else 0
+        check = (
+            Check(
+                name,
+                "float32",
+                "output",
+                None,
+                float(y64.flat[w]),
+                float(y32.flat[w]),
+                float(err.flat[w]),
+                float(tol.flat[w]),
+                f"worst entry {w}",
+            )
+            if y64.size
+            else Check(name, "float32", "output", None, 0, 0, 0, 0, "empty output")
+        )
+    if raise_on_failure and not check.passed:
+        raise VerificationError(check.message())
+    return check
+
+
+__all__ = [
+    "CENTRAL_EPS",
+    "COMPLEX_H",
+    "Check",
+    "Report",
+    "central_difference",
+    "check_float32",
+    "check_reference",
+    "check_vjp",
+    "complex_step",
+    "gaussian_direction",
+    "info_of",
+    "numerical_jacobian",
+    "sample_inputs",
+    "vjp_jacobian",
+]
