@@ -13,7 +13,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m nn",
         description="Neural networks from scratch in NumPy, every equation verified.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "verify",
         help="verify every registered op live and print a table (exit 1 if any fails)",

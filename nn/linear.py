@@ -20,11 +20,14 @@ def linear(x: Array, w: Array, b: Array) -> tuple[Array, VJP]:
     >>> y.shape, [c.shape for c in vjp(np.ones((2, 4)))]
     ((2, 4), [(2, 3), (3, 4), (4,)])
     """
-    y = np.matmul(x, w) + b  # (..., N, D) @ (..., D, M) + (M,) -> (..., N, M)
+    # b[..., None, :] gives the bias its own row axis, so b's loop dimensions (if any) meet
+    # the batch's loop dimensions instead of being mistaken for N.
+    y = np.matmul(x, w) + b[..., None, :]  # (..., N, D) @ (..., D, M) + (..., 1, M) -> (..., N, M)
 
     def vjp(g: Array) -> tuple[Array, Array, Array]:
         dx = np.matmul(g, np.swapaxes(w, -1, -2))  # (..., N, M) @ (..., M, D) -> (..., N, D)
         dw = np.matmul(np.swapaxes(x, -1, -2), g)  # (..., D, N) @ (..., N, M) -> (..., D, M)
-        return unbroadcast(dx, x.shape), unbroadcast(dw, w.shape), unbroadcast(g, b.shape)
+        db = g.sum(axis=-2)  # (..., N, M) -> (..., M)
+        return unbroadcast(dx, x.shape), unbroadcast(dw, w.shape), unbroadcast(db, b.shape)
 
     return y, vjp

@@ -16,6 +16,7 @@ from nn.op import Array, OpFn
 
 CENTRAL_EPS = 1e-6
 COMPLEX_H = 1e-20
+DIRECTION_STREAM = 0xD1EC
 
 
 def _outputs(fn: OpFn, arrays: Sequence[Array], static: dict[str, Any]) -> Array:
@@ -25,7 +26,7 @@ def _outputs(fn: OpFn, arrays: Sequence[Array], static: dict[str, Any]) -> Array
 
 def gaussian_direction(seed: int, arrays: Sequence[Array], moved: Sequence[int]) -> list[Array]:
     """A Gaussian direction of unit norm over the inputs ``moved`` (zero on the others)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, DIRECTION_STREAM])  # apart from user data seeded alike
     u = [
         rng.standard_normal(a.shape) if i in moved else np.zeros(a.shape)
         for i, a in enumerate(arrays)

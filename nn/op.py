@@ -21,6 +21,7 @@ input was broadcast along (:func:`unbroadcast`).
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,8 +123,8 @@ class OpInfo:
     @property
     def arg_names(self) -> tuple[str, ...]:
         """Names of the positional (differentiable) arguments, from the function itself."""
-        code = self.fn.__wrapped__.__code__  # type: ignore[attr-defined]
-        return code.co_varnames[: code.co_argcount]
+        params = inspect.signature(self.fn).parameters.values()  # follows __wrapped__
+        return tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
 
 
 REGISTRY: dict[str, OpInfo] = {}
@@ -145,8 +146,11 @@ def op(
 
         @functools.wraps(fn)
         def checked(*arrays: Any, **kwargs: Any) -> tuple[Array, VJP]:
+            # A NumPy scalar (what 0-d arithmetic returns) is a 0-d array to us.
+            arrays = tuple(np.asarray(a) if isinstance(a, np.generic) else a for a in arrays)
             _check_arrays(name, arrays, sig)
             out, vjp = fn(*arrays, **kwargs)
+            out = np.asarray(out)  # NumPy turns 0-d results into scalars; the contract says arrays
 
             def checked_vjp(g: Any) -> tuple[Array, ...]:
                 g = np.asarray(g, dtype=out.dtype)

@@ -45,6 +45,7 @@ CENTRAL_RTOL, CENTRAL_ATOL = 1e-6, 1e-8  # with step CENTRAL_EPS = 1e-6
 JACOBIAN_RTOL, JACOBIAN_ATOL, JACOBIAN_MAX_SIZE = 1e-6, 1e-7, 300
 FLOAT32_RTOL, FLOAT32_ATOL = 1e-5, 1e-6  # float32 forward against float64, |y64| relative
 KINK_MARGIN = 1e-3
+COTANGENT_STREAM = 0xC07A  # spawn keys that keep the verifier's draws apart from user data
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,10 @@ def check_vjp(
     before = [a.copy() for a in arrays]
 
     out, vjp = fn(*arrays, **static)
-    v = np.random.default_rng(seed).standard_normal(np.shape(out))  # P3 Gaussian cotangent
+    # P3 Gaussian cotangent. Its own stream (seed, COTANGENT_STREAM): with a plain
+    # default_rng(seed), a user's x = default_rng(0).normal(...) would equal v, and then
+    # x^T v is symmetric and a transposed weight gradient goes unseen.
+    v = np.random.default_rng([seed, COTANGENT_STREAM]).standard_normal(np.shape(out))
     v_copy = v.copy()
     g = vjp(v)
     if not _contract(report, g, arrays, names, out):
@@ -315,7 +319,7 @@ def sample_inputs(
     arrays = []
     for i, core in enumerate(info.signature.inputs):
         shape = (loop if i == 0 else ()) + tuple(given[n] for n in core)
-        x = rng.standard_normal(shape)
+        x = np.asarray(rng.standard_normal(shape))
         for kink in info.kinks:  # resample only the entries too close to a kink
             while (near := np.abs(x - kink) < margin).any():
                 x[near] = rng.standard_normal(int(near.sum()))

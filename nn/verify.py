@@ -33,8 +33,9 @@ def verify_op(info: OpInfo, seeds: Iterable[int] = (0, 1)) -> Report:
     return report
 
 
-def verify_all(out: TextIO = sys.stdout) -> bool:
-    """Verify every registered op; print the table; return whether all passed."""
+def verify_all(out: TextIO | None = None) -> bool:
+    """Verify every registered op; print the table to ``out`` (stdout); return whether all passed."""
+    out = sys.stdout if out is None else out  # looked up now, so redirection is honoured
     start = time.perf_counter()
     rows = []
     for info in REGISTRY.values():

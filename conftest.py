@@ -1,0 +1,26 @@
+"""Shared test settings: Hypothesis profiles and NumPy floating-point errors as failures.
+
+One conftest at the top, for tests/, the spec pages' and the docs' doctests alike.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+# docs/spec is a link to spec/ (collected once, from spec/); the rest of these are not tests.
+collect_ignore = ["docs/spec", "docs/_build", "docs/conf.py"]
+
+# On CI the built-in "ci" profile is derandomized, so a red run is reproducible.
+settings.register_profile("dev", deadline=None, max_examples=60)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(autouse=True)
+def _floating_point_errors_raise():
+    """Overflow, division by zero and invalid operations fail the test where they happen."""
+    with np.errstate(over="raise", divide="raise", invalid="raise"):
+        yield

@@ -1,0 +1,98 @@
+"""Inject classic backward- and forward-pass bugs into the real ops; the suite must go red.
+
+Each bug is applied to a copy of the repository in a temporary directory (the work tree is
+never touched), the test suite runs there, and the script prints which tests caught it.
+It exits 1 if any bug survives, that is, if the suite stays green with the bug in place.
+
+    python tools/inject_bugs.py            # all bugs
+    python tools/inject_bugs.py --list     # what each bug changes
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name -> (file, exact text, replacement). The text must occur exactly once.
+BUGS = {
+    "vjp scaled by 1.01 (linear dW)": (
+        "nn/linear.py",
+        "unbroadcast(dw, w.shape)",
+        "unbroadcast(1.01 * dw, w.shape)",
+    ),
+    "dropped term (softmax VJP loses -s*sum(g*s))": (
+        "nn/activations.py",
+        "return (s * (g - (g * s).sum(axis=-1, keepdims=True)),)",
+        "return (s * g,)",
+    ),
+    "sum over the wrong axis (log_softmax VJP)": (
+        "nn/activations.py",
+        "return (g - (e / total) * g.sum(axis=-1, keepdims=True),)",
+        "return (g - (e / total) * g.sum(axis=0, keepdims=True),)",
+    ),
+    "transposed weight gradient (linear dW)": (
+        "nn/linear.py",
+        "dw = np.matmul(np.swapaxes(x, -1, -2), g)",
+        "dw = np.swapaxes(np.matmul(np.swapaxes(x, -1, -2), g), -1, -2)",
+    ),
+    "forward-only bug (linear adds 1e-3; its derivative is unchanged)": (
+        "nn/linear.py",
+        "y = np.matmul(x, w) + b[..., None, :]",
+        "y = np.matmul(x, w) + b[..., None, :] + 1e-3",
+    ),
+}
+
+
+def run_with_bug(name: str, keep_going: bool) -> list[str]:
+    """Apply one bug in a copy of the repository; return the ids of the failing tests."""
+    path, old, new = BUGS[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "repo"
+        shutil.copytree(
+            ROOT, copy, symlinks=True,
+            ignore=shutil.ignore_patterns(".git", ".tox", "_build", "__pycache__", ".*cache*"),
+        )
+        source = (copy / path).read_text(encoding="utf-8")
+        if source.count(old) != 1:
+            raise SystemExit(f"{name}: {old!r} must occur once in {path}; update BUGS")
+        (copy / path).write_text(source.replace(old, new), encoding="utf-8")
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider",
+             *([] if keep_going else ["-x"])],
+            cwd=copy, capture_output=True, text=True, check=False,
+        )
+    return re.findall(r"^FAILED (\S+)", result.stdout, re.M)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--list", action="store_true", help="print the bugs and exit")
+    parser.add_argument("--first", action="store_true", help="stop each run at its first failure")
+    args = parser.parse_args()
+    if args.list:
+        for name, (path, old, new) in BUGS.items():
+            print(f"{name}\n  {path}: {old}\n  ->  {new}")
+        return 0
+    survivors = []
+    for name in BUGS:
+        failed = run_with_bug(name, keep_going=not args.first)
+        print(f"{name}: {'caught by ' + str(len(failed)) + ' test(s)' if failed else 'SURVIVED'}")
+        for test in failed[:8]:
+            print(f"    {test}")
+        if len(failed) > 8:
+            print(f"    ... and {len(failed) - 8} more")
+        if not failed:
+            survivors.append(name)
+    print(f"\n{len(BUGS) - len(survivors)} of {len(BUGS)} injected bugs caught")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
