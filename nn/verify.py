@@ -34,7 +34,7 @@ def verify_op(info: OpInfo, seeds: Iterable[int] = (0, 1)) -> Report:
 
 
 def verify_all(out: TextIO | None = None) -> bool:
-    """Verify every registered op; print the table to ``out`` (stdout); return whether all passed."""
+    """Verify every registered op, print the table to ``out`` (stdout); True if all passed."""
     out = sys.stdout if out is None else out  # looked up now, so redirection is honoured
     start = time.perf_counter()
     rows = []

@@ -83,7 +83,7 @@ def test_each_method_rejects_each_injected_bug(bug, method):
 @pytest.mark.parametrize("bug", MUTANTS)
 def test_the_correct_op_passes_where_its_mutant_fails(bug):
     """The same inputs pass for the real op, so the failure is the bug's and not the checker's."""
-    fn, args = MUTANTS[bug]
+    _, args = MUTANTS[bug]
     real = nn.softmax if len(args) == 1 else nn.linear
     assert check_vjp(real, *args).passed
 
@@ -144,7 +144,7 @@ def test_reentrancy_rejects_hidden_state_and_mutated_cotangent():
         return y, leaky
 
     def mutates_g(x):
-        y, vjp = nn.tanh(x)
+        y, _ = nn.tanh(x)
 
         def vjp_in_place(g):
             g *= 1.0 - y * y  # overwrites the caller's array
