@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-# docs/spec is a link to spec/ (collected once, from spec/); the rest of these are not tests.
-collect_ignore = ["docs/spec", "docs/_build", "docs/conf.py"]
+# Sphinx's configuration and output are not tests.
+collect_ignore = ["docs/_build", "docs/conf.py"]
 
 # On CI the built-in "ci" profile is derandomized, so a red run is reproducible.
 settings.register_profile("dev", deadline=None, max_examples=60)

@@ -56,14 +56,16 @@ def relu(x: Array) -> tuple[Array, VJP]:
     r"""Rectified linear unit, elementwise: :math:`\mathrm{relu}(x) = \max(x, 0)`.
 
     Gradient: 1 where ``x > 0`` and 0 elsewhere; at the kink ``x = 0`` the convention is
-    ``relu'(0) = 0`` (as in PyTorch and JAX).
+    ``relu'(0) = 0`` (as in PyTorch and JAX). A NaN input gives a NaN output.
 
     >>> y, vjp = relu(np.array([-2.0, 0.0, 3.0]))
     >>> y.tolist(), vjp(np.ones(3))[0].tolist()
     ([0.0, 0.0, 3.0], [0.0, 0.0, 1.0])
     """
     active = x > 0
-    y = np.where(active, x, 0).astype(x.dtype, copy=False)
+    # Test "x <= 0", not "active": NaN fails both comparisons, so a NaN passes through
+    # (as in np.maximum and PyTorch) instead of being silently zeroed, hiding a divergence.
+    y = np.where(x <= 0, 0, x).astype(x.dtype, copy=False)
 
     def vjp(g: Array) -> tuple[Array]:
         return (np.where(active, g, 0).astype(g.dtype, copy=False),)
