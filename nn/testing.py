@@ -22,7 +22,6 @@ seed, with both numbers and the tolerance, so a failure can be reproduced and re
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,83 +36,16 @@ from nn.numdiff import (
     numerical_jacobian,
     vjp_jacobian,
 )
-from nn.op import REGISTRY, Array, OpFn, OpInfo
+from nn.op import Array, OpFn
+from nn.report import Check, Report
+from nn.sampling import KINK_MARGIN, info_of, sample_inputs
 
 #: Protocol constants (DESIGN.md, "The verification protocol").
 COMPLEX_RTOL, COMPLEX_ATOL = 1e-10, 1e-13  # with step COMPLEX_H = 1e-20
 CENTRAL_RTOL, CENTRAL_ATOL = 1e-6, 1e-8  # with step CENTRAL_EPS = 1e-6
 JACOBIAN_RTOL, JACOBIAN_ATOL, JACOBIAN_MAX_SIZE = 1e-6, 1e-7, 300
 FLOAT32_RTOL, FLOAT32_ATOL = 1e-5, 1e-6  # float32 forward against float64, |y64| relative
-KINK_MARGIN = 1e-3
 COTANGENT_STREAM = 0xC07A  # spawn keys that keep the verifier's draws apart from user data
-
-
-@dataclass(frozen=True)
-class Check:
-    """One comparison: ``error`` (``|numeric - analytic|``) must not exceed ``tolerance``."""
-
-    op: str
-    method: str
-    input: str
-    seed: int | None
-    numeric: float
-    analytic: float
-    error: float
-    tolerance: float
-    note: str = ""
-
-    @property
-    def ratio(self) -> float:
-        """The error as a fraction of its tolerance; at most 1 passes."""
-        if self.tolerance > 0:
-            return self.error / self.tolerance
-        return 0.0 if self.error == 0 else float("inf")
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.ratio <= 1.0)  # False for NaN
-
-    def message(self) -> str:
-        seed = "" if self.seed is None else f", direction seed {self.seed}"
-        return (
-            f"{self.op}: {self.method} check on {self.input}{seed}: numeric {self.numeric:.10g} "
-            f"vs analytic {self.analytic:.10g}, error {self.error:.3g} "
-            f"{'<=' if self.passed else '>'} tolerance {self.tolerance:.3g}"
-            + (f" ({self.note})" if self.note else "")
-        )
-
-
-@dataclass
-class Report:
-    """All checks run on one op; :meth:`raise_if_failed` turns failures into an error."""
-
-    op: str
-    checks: list[Check] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
-
-    def worst(self, method: str) -> Check | None:
-        """The check of ``method`` with the largest error-to-tolerance ratio."""
-        found = [c for c in self.checks if c.method == method]
-        return max(found, key=lambda c: np.nan_to_num(c.ratio, nan=np.inf)) if found else None
-
-    def raise_if_failed(self) -> Report:
-        if not self.passed:
-            lines = "\n  ".join(c.message() for c in self.failures)
-            raise VerificationError(f"{self.op} failed {len(self.failures)} check(s):\n  {lines}")
-        return self
-
-
-def info_of(fn: OpFn) -> OpInfo | None:
-    """The registry entry of a registered op, or ``None`` for a user's own function."""
-    info = REGISTRY.get(getattr(fn, "__name__", ""))
-    return info if info is not None and fn is info.fn else None
 
 
 def check_vjp(
@@ -288,46 +220,6 @@ def _jacobian_check(
     )
 
 
-def sample_inputs(
-    fn: OpFn | OpInfo,
-    *,
-    seed: int = 0,
-    sizes: dict[str, int] | None = None,
-    loop: tuple[int, ...] = (2, 3),
-    dtype: Any = np.float64,
-    margin: float = KINK_MARGIN,
-) -> tuple[tuple[Array, ...], dict[str, Any]]:
-    """Gaussian inputs for a registered op, at least ``margin`` away from its kinks (P5).
-
-    Core dimensions get distinct sizes 4, 5, 6, ... in order of appearance (distinct sizes
-    expose a transposed gradient); the first input gets the leading ``loop`` dimensions
-    and the others broadcast against it. Returns ``(arrays, static)``.
-
-    >>> from nn import relu
-    >>> (x,), _ = sample_inputs(relu, sizes={}, loop=(1000,))
-    >>> bool(np.abs(x).min() >= 1e-3)
-    True
-    """
-    info = fn if isinstance(fn, OpInfo) else info_of(fn)
-    if info is None:
-        raise ValueError(f"{fn!r} is not a registered op; build its inputs yourself")
-    names = [n for core in info.signature.inputs for n in core]
-    given = dict(sizes or {})
-    for n in dict.fromkeys(names):
-        given.setdefault(n, 4 + len([m for m in given if m in names]))
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for i, core in enumerate(info.signature.inputs):
-        shape = (loop if i == 0 else ()) + tuple(given[n] for n in core)
-        x = np.asarray(rng.standard_normal(shape))
-        for kink in info.kinks:  # resample only the entries too close to a kink
-            while (near := np.abs(x - kink) < margin).any():
-                x[near] = rng.standard_normal(int(near.sum()))
-        arrays.append(x.astype(dtype))
-    static = info.static(rng, *arrays) if info.static else {}
-    return tuple(arrays), static
-
-
 def check_reference(
     fn: OpFn,
     reference: Callable[..., Any],
@@ -415,6 +307,7 @@ def check_float32(
 __all__ = [
     "CENTRAL_EPS",
     "COMPLEX_H",
+    "KINK_MARGIN",
     "Check",
     "Report",
     "central_difference",

@@ -1,0 +1,71 @@
+"""What verification produces: a :class:`Check` per comparison, gathered in a :class:`Report`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nn.errors import VerificationError
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison: ``error`` (``|numeric - analytic|``) must not exceed ``tolerance``."""
+
+    op: str
+    method: str
+    input: str
+    seed: int | None
+    numeric: float
+    analytic: float
+    error: float
+    tolerance: float
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        """The error as a fraction of its tolerance; at most 1 passes."""
+        if self.tolerance > 0:
+            return self.error / self.tolerance
+        return 0.0 if self.error == 0 else float("inf")
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.ratio <= 1.0)  # False for NaN
+
+    def message(self) -> str:
+        seed = "" if self.seed is None else f", direction seed {self.seed}"
+        return (
+            f"{self.op}: {self.method} check on {self.input}{seed}: numeric {self.numeric:.10g} "
+            f"vs analytic {self.analytic:.10g}, error {self.error:.3g} "
+            f"{'<=' if self.passed else '>'} tolerance {self.tolerance:.3g}"
+            + (f" ({self.note})" if self.note else "")
+        )
+
+
+@dataclass
+class Report:
+    """All checks run on one op; :meth:`raise_if_failed` turns failures into an error."""
+
+    op: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def worst(self, method: str) -> Check | None:
+        """The check of ``method`` with the largest error-to-tolerance ratio."""
+        found = [c for c in self.checks if c.method == method]
+        return max(found, key=lambda c: np.nan_to_num(c.ratio, nan=np.inf)) if found else None
+
+    def raise_if_failed(self) -> Report:
+        if not self.passed:
+            lines = "\n  ".join(c.message() for c in self.failures)
+            raise VerificationError(f"{self.op} failed {len(self.failures)} check(s):\n  {lines}")
+        return self
