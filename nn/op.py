@@ -68,7 +68,7 @@ class Signature:
     def output_shape(self, op: str, shapes: list[Shape]) -> Shape:
         """Check ``shapes`` against the signature; return the output's shape.
 
-        Raises :class:`ShapeError` naming ``op``, the signature and every shape received.
+        Raises :class:`~nn.errors.ShapeError` naming ``op``, the signature and every shape received.
         """
 
         def fail(why: str) -> ShapeError:

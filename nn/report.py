@@ -32,7 +32,8 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        return bool(self.ratio <= 1.0)  # False for NaN
+        """Whether the error is within the tolerance (a NaN error never is)."""
+        return bool(self.ratio <= 1.0)
 
     def message(self) -> str:
         seed = "" if self.seed is None else f", direction seed {self.seed}"
@@ -53,10 +54,12 @@ class Report:
 
     @property
     def passed(self) -> bool:
+        """Whether every check passed."""
         return all(c.passed for c in self.checks)
 
     @property
     def failures(self) -> list[Check]:
+        """The checks that did not pass, in the order they ran."""
         return [c for c in self.checks if not c.passed]
 
     def worst(self, method: str) -> Check | None:
@@ -65,6 +68,7 @@ class Report:
         return max(found, key=lambda c: np.nan_to_num(c.ratio, nan=np.inf)) if found else None
 
     def raise_if_failed(self) -> Report:
+        """Raise :class:`~nn.errors.VerificationError` naming each failed check, or return self."""
         if not self.passed:
             lines = "\n  ".join(c.message() for c in self.failures)
             raise VerificationError(f"{self.op} failed {len(self.failures)} check(s):\n  {lines}")

@@ -15,8 +15,8 @@ It implements the verification protocol of DESIGN.md (tolerances measured there)
 * P5 samplers that keep inputs at least ``1e-3`` away from the op's kinks;
 * P7 reentrancy: ``vjp`` twice gives bitwise-identical cotangents and mutates nothing.
 
-Every check is a :class:`Check` that names the op, the method, the input and the direction's
-seed, with both numbers and the tolerance, so a failure can be reproduced and read.
+Every check is a :class:`~nn.report.Check` that names the op, the method, the input and the
+direction's seed, with both numbers and the tolerance, so a failure can be reproduced and read.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def check_vjp(
 
     ``complex_safe`` defaults to the registry's entry for registered ops and to ``False``
     for a user's function; ``jacobian`` defaults to whether all inputs together have at
-    most 300 entries. Returns a :class:`Report`; raises :class:`VerificationError` when a
-    check fails, unless ``raise_on_failure=False``.
+    most 300 entries. Returns a :class:`~nn.report.Report`; raises
+    :class:`~nn.errors.VerificationError` when a check fails, unless ``raise_on_failure=False``.
 
     >>> from nn import tanh
     >>> check_vjp(tanh, np.array([0.5, -1.0])).passed

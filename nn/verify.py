@@ -1,6 +1,6 @@
 """``python -m nn verify``: run the verifier on every registered op, live, and print a table.
 
-For each op: inputs from :func:`nn.testing.sample_inputs` (kinks avoided), the vjp checks of
+For each op: inputs from :func:`~nn.sampling.sample_inputs` (kinks avoided), the vjp checks of
 :func:`nn.testing.check_vjp` in float64 and the float32 forward agreement. Each row shows the
 worst error of a method as a fraction of its tolerance: 1.0 is the limit, smaller is better.
 """
