@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,15 @@ class Check:
     error: float
     tolerance: float
     note: str = ""
+    index: tuple[int, ...] | None = None
+    """Where in the compared array the worst entry is, for entrywise comparisons."""
+
+    @classmethod
+    def from_problems(cls, op: str, method: str, label: str, problems: list[str]) -> Check:
+        """A yes/no check (contract, reentrancy): it passes when ``problems`` is empty."""
+        return cls(
+            op, method, label, None, 0.0, 0.0, float(len(problems)), 0.0, "; ".join(problems)
+        )
 
     @property
     def ratio(self) -> float:
@@ -73,3 +83,28 @@ class Report:
             lines = "\n  ".join(c.message() for c in self.failures)
             raise VerificationError(f"{self.op} failed {len(self.failures)} check(s):\n  {lines}")
         return self
+
+
+def compare_arrays(
+    op: str, method: str, label: str, expected: Any, actual: Any, rtol: float, atol: float
+) -> Check:
+    """Compare entrywise: pass if ``|actual - expected| <= rtol |expected| + atol max|expected|``.
+
+    The check reports the entry farthest outside its tolerance (a NaN counts as infinitely
+    far), with its flat index in the note.
+
+    >>> compare_arrays("op", "m", "x", np.array([1.0, 2.0]), np.array([1.0, 2.1]), 1e-6, 0).index
+    (1,)
+    """
+    e = np.asarray(expected, dtype=np.float64)
+    a = np.asarray(actual, dtype=np.float64)
+    if e.size == 0:
+        return Check(op, method, label, None, 0.0, 0.0, 0.0, 0.0, "empty")
+    tol = rtol * np.abs(e) + atol * float(np.abs(e).max())
+    err = np.abs(a - e)
+    w = int(np.argmax(np.where(np.isnan(err), np.inf, err - tol)))
+    index = tuple(int(i) for i in np.unravel_index(w, e.shape))
+    return Check(
+        op, method, label, None, float(e.flat[w]), float(a.flat[w]), float(err.flat[w]),
+        float(tol.flat[w]), f"worst entry {index}", index,
+    )  # fmt: skip

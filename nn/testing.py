@@ -22,6 +22,7 @@ direction's seed, with both numbers and the tolerance, so a failure can be repro
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from nn.numdiff import (
     vjp_jacobian,
 )
 from nn.op import Array, OpFn
-from nn.report import Check, Report
+from nn.report import Check, Report, compare_arrays
 from nn.sampling import KINK_MARGIN, info_of, sample_inputs
 
 #: Protocol constants (DESIGN.md, "The verification protocol").
@@ -139,19 +140,7 @@ def _contract(
         problems.append(
             f"output dtype {np.asarray(out).dtype} differs from input dtype {arrays[0].dtype}"
         )
-    report.checks.append(
-        Check(
-            report.op,
-            "contract",
-            "vjp",
-            None,
-            0.0,
-            0.0,
-            float(len(problems)),
-            0.0,
-            "; ".join(problems),
-        )
-    )
+    report.checks.append(Check.from_problems(report.op, "contract", "vjp", problems))
     return not problems
 
 
@@ -177,47 +166,20 @@ def _reentrancy(
         for i, (a, b) in enumerate(zip(arrays, before, strict=True))
         if a.tobytes() != b.tobytes()
     ]
-    report.checks.append(
-        Check(
-            report.op,
-            "reentrancy",
-            "vjp",
-            None,
-            0.0,
-            0.0,
-            float(len(problems)),
-            0.0,
-            "; ".join(problems),
-        )
-    )
+    report.checks.append(Check.from_problems(report.op, "reentrancy", "vjp", problems))
 
 
 def _jacobian_check(
     fn: OpFn, arrays: Sequence[Array], static: dict[str, Any], i: int, name: str, label: str
 ) -> Check:
     """P4: every entry of the Jacobian of input ``i``, reported at its worst entry."""
-    n = numerical_jacobian(fn, arrays, static, i)
+    n = numerical_jacobian(fn, arrays, static, i)  # (out.size, x.size)
     a = vjp_jacobian(fn, arrays, static, i)
-    if n.size == 0:
-        return Check(name, "jacobian", label, None, 0.0, 0.0, 0.0, 0.0, "empty")
-    tol = JACOBIAN_RTOL * np.abs(n) + JACOBIAN_ATOL * np.abs(n).max()
-    err = np.abs(a - n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(tol > 0, err / np.where(tol > 0, tol, 1), np.where(err > 0, np.inf, 0))
-    ratio = np.where(np.isnan(err), np.inf, ratio)
-    w = int(np.argmax(ratio))
-    row, col = np.unravel_index(w, n.shape)
-    return Check(
-        name,
-        "jacobian",
-        label,
-        None,
-        float(n.flat[w]),
-        float(a.flat[w]),
-        float(err.flat[w]),
-        float(tol.flat[w]),
-        f"worst entry: output {row}, input element {col}",
-    )
+    check = compare_arrays(name, "jacobian", label, n, a, JACOBIAN_RTOL, JACOBIAN_ATOL)
+    if check.index is None:
+        return check
+    row, col = check.index
+    return replace(check, note=f"worst entry: output {row}, input element {col}")
 
 
 def check_reference(
@@ -235,28 +197,12 @@ def check_reference(
     this can. Pass if ``|y - r| <= rtol |r| + atol max|r|`` everywhere.
     """
     static = dict(static or {})
-    info = info_of(fn)
-    name = info.name if info else getattr(fn, "__name__", "op")
+    name = _name_of(fn)
     y = np.asarray(fn(*arrays, **static)[0])
     r = np.asarray(reference(*arrays, **static))
     if y.shape != r.shape:
         raise VerificationError(f"{name}: output shape {y.shape}, reference shape {r.shape}")
-    if r.size == 0:
-        return Check(name, "reference", "output", None, 0.0, 0.0, 0.0, 0.0, "empty output")
-    tol = rtol * np.abs(r) + atol * float(np.abs(r).max())
-    err = np.abs(y - r)
-    w = int(np.argmax(np.where(np.isnan(err), np.inf, err - tol)))
-    check = Check(
-        name,
-        "reference",
-        "output",
-        None,
-        float(r.flat[w]),
-        float(y.flat[w]),
-        float(err.flat[w]),
-        float(tol.flat[w]),
-        f"worst entry {w}",
-    )
+    check = compare_arrays(name, "reference", "output", r, y, rtol, atol)
     if raise_on_failure and not check.passed:
         raise VerificationError(check.message())
     return check
@@ -270,38 +216,21 @@ def check_float32(
     Pass if ``|y32 - y64| <= 1e-5 |y64| + 1e-6 max|y64|`` everywhere.
     """
     static = dict(static or {})
-    info = info_of(fn)
-    name = info.name if info else getattr(fn, "__name__", "op")
+    name = _name_of(fn)
     y64 = np.asarray(fn(*[a.astype(np.float64) for a in arrays], **static)[0])
     y32 = np.asarray(fn(*[a.astype(np.float32) for a in arrays], **static)[0])
     if y32.dtype != np.float32:
-        check = Check(
-            name, "float32", "output", None, 0, 0, 1, 0, f"float32 inputs gave {y32.dtype}"
-        )
+        check = Check.from_problems(name, "float32", "output", [f"float32 in, {y32.dtype} out"])
     else:
-        tol = FLOAT32_RTOL * np.abs(y64) + FLOAT32_ATOL * (
-            float(np.abs(y64).max()) if y64.size else 0
-        )
-        err = np.abs(y32.astype(np.float64) - y64)
-        w = int(np.argmax(np.where(np.isnan(err), np.inf, err - tol))) if y64.size else 0
-        check = (
-            Check(
-                name,
-                "float32",
-                "output",
-                None,
-                float(y64.flat[w]),
-                float(y32.flat[w]),
-                float(err.flat[w]),
-                float(tol.flat[w]),
-                f"worst entry {w}",
-            )
-            if y64.size
-            else Check(name, "float32", "output", None, 0, 0, 0, 0, "empty output")
-        )
+        check = compare_arrays(name, "float32", "output", y64, y32, FLOAT32_RTOL, FLOAT32_ATOL)
     if raise_on_failure and not check.passed:
         raise VerificationError(check.message())
     return check
+
+
+def _name_of(fn: OpFn) -> str:
+    info = info_of(fn)
+    return info.name if info else getattr(fn, "__name__", "op")
 
 
 __all__ = [
@@ -314,6 +243,7 @@ __all__ = [
     "check_float32",
     "check_reference",
     "check_vjp",
+    "compare_arrays",
     "complex_step",
     "gaussian_direction",
     "info_of",
