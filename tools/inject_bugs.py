@@ -55,19 +55,15 @@ def run_with_bug(name: str, keep_going: bool) -> list[str]:
     path, old, new = BUGS[name]
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "repo"
-        shutil.copytree(
-            ROOT, copy, symlinks=True,
-            ignore=shutil.ignore_patterns(".git", ".tox", "_build", "__pycache__", ".*cache*"),
-        )
+        skip = shutil.ignore_patterns(".git", ".tox", "_build", "__pycache__", ".*cache*")
+        shutil.copytree(ROOT, copy, symlinks=True, ignore=skip)
         source = (copy / path).read_text(encoding="utf-8")
         if source.count(old) != 1:
             raise SystemExit(f"{name}: {old!r} must occur once in {path}; update BUGS")
         (copy / path).write_text(source.replace(old, new), encoding="utf-8")
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider",
-             *([] if keep_going else ["-x"])],
-            cwd=copy, capture_output=True, text=True, check=False,
-        )
+        pytest = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider"]
+        pytest += [] if keep_going else ["-x"]
+        result = subprocess.run(pytest, cwd=copy, capture_output=True, text=True, check=False)
     return re.findall(r"^FAILED (\S+)", result.stdout, re.M)
 
 
