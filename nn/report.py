@@ -90,8 +90,8 @@ def compare_arrays(
 ) -> Check:
     """Compare entrywise: pass if ``|actual - expected| <= rtol |expected| + atol max|expected|``.
 
-    The check reports the entry farthest outside its tolerance (a NaN counts as infinitely
-    far), with its flat index in the note.
+    The check reports the entry with the largest error-to-tolerance ratio (a NaN error counts
+    as infinite), and its index.
 
     >>> compare_arrays("op", "m", "x", np.array([1.0, 2.0]), np.array([1.0, 2.1]), 1e-6, 0).index
     (1,)
@@ -102,7 +102,10 @@ def compare_arrays(
         return Check(op, method, label, None, 0.0, 0.0, 0.0, 0.0, "empty")
     tol = rtol * np.abs(e) + atol * float(np.abs(e).max())
     err = np.abs(a - e)
-    w = int(np.argmax(np.where(np.isnan(err), np.inf, err - tol)))
+    # Worst by ratio, as Check.ratio defines it: a zero tolerance allows exactly zero error.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(tol > 0, err / np.where(tol > 0, tol, 1), np.where(err > 0, np.inf, 0))
+    w = int(np.argmax(np.where(np.isnan(err), np.inf, ratio)))
     index = tuple(int(i) for i in np.unravel_index(w, e.shape))
     return Check(
         op, method, label, None, float(e.flat[w]), float(a.flat[w]), float(err.flat[w]),

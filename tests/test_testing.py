@@ -18,6 +18,7 @@ from nn.testing import (
     check_float32,
     check_reference,
     check_vjp,
+    compare_arrays,
     complex_step,
     numerical_jacobian,
     sample_inputs,
@@ -248,3 +249,14 @@ def test_user_data_seeded_like_the_verifier_does_not_hide_a_transpose():
             jacobian=False,
         )
         assert "central-difference" in {c.method for c in report.failures}
+
+
+def test_comparison_reports_the_worst_ratio_not_the_worst_excess():
+    """The verify table promises the worst error as a fraction of its tolerance."""
+    expected = np.array([100.0, 1.0, 0.0])
+    actual = expected + np.array([1e-9, 1e-9, 0.0])  # the second entry is worse by ratio
+    check = compare_arrays("op", "m", "x", expected, actual, rtol=1e-6, atol=0.0)
+    assert check.index == (1,)
+    assert check.ratio == pytest.approx(1e-9 / 1e-6)
+    exact_zero = compare_arrays("op", "m", "x", np.zeros(2), np.array([0.0, 1e-30]), 1e-6, 1e-7)
+    assert not exact_zero.passed and exact_zero.ratio == np.inf
