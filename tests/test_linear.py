@@ -111,14 +111,28 @@ def test_adjointness(seed):
 
 
 @pytest.mark.spec("linear", 4)
-@pytest.mark.parametrize("x_shape", [(N, D), (2, N, D), (2, 3, N, D)])
-def test_db_is_g_summed_over_batch(x_shape):
-    """db is g summed over every axis but the last, and does not depend on x or W."""
+@pytest.mark.parametrize(
+    ("x_shape", "b_shape"),
+    [((N, D), (M,)), ((2, N, D), (M,)), ((2, 3, N, D), (M,)), ((2, N, D), (2, M))],
+)
+def test_db_is_g_summed_over_batch(x_shape, b_shape):
+    """db is g summed over the rows and over the loop dimensions b was broadcast along (all of
+    them for a bias of shape (M,)), and does not depend on x or W."""
     rng = np.random.default_rng(0)
     g = rng.standard_normal((*x_shape[:-1], M))
-    expected = np.array([math.fsum(g[..., m].ravel()) for m in range(M)])
+    # Entry (..., m) of b collects column m of g over the rows and the loop dimensions b
+    # lacks: for b of shape (M,) every axis but the last, for b of shape (2, M) the rows only.
+    expected = np.empty(b_shape)
+    for *b_loop, m in np.ndindex(*b_shape):
+        expected[(*b_loop, m)] = math.fsum(g[(..., *b_loop, slice(None), m)].ravel())
+    if len(b_shape) > 1:
+        np.testing.assert_allclose(expected, g.sum(axis=-2), rtol=1e-13, atol=1e-13)
     for _ in range(2):  # two unrelated (x, W): db must not change
-        x, w, b = rng.standard_normal(x_shape), rng.standard_normal((D, M)), rng.standard_normal(M)
+        x, w, b = (
+            rng.standard_normal(x_shape),
+            rng.standard_normal((D, M)),
+            rng.standard_normal(b_shape),
+        )
         _, vjp = linear(x, w, b)
         _, _, db = vjp(g)
         assert db.shape == b.shape
