@@ -73,7 +73,7 @@ def relu(x: Array) -> tuple[Array, VJP]:
     return y, vjp
 
 
-@op(signature="(k)->(k)", complex_safe=True)
+@op(signature="(k)->(k)", complex_safe=True, nonempty=("k",))
 def softmax(x: Array) -> tuple[Array, VJP]:
     r"""Softmax over the last axis: :math:`s_i = e^{x_i} / \sum_j e^{x_j}`.
 
@@ -96,7 +96,7 @@ def softmax(x: Array) -> tuple[Array, VJP]:
     return s, vjp
 
 
-@op(signature="(k)->(k)", complex_safe=True)
+@op(signature="(k)->(k)", complex_safe=True, nonempty=("k",))
 def log_softmax(x: Array) -> tuple[Array, VJP]:
     r"""Log of the softmax over the last axis: :math:`x_i - \log \sum_j e^{x_j}`.
 

@@ -14,7 +14,7 @@ def _random_labels(rng: np.random.Generator, logits: Array) -> dict[str, Any]:
     return {"labels": rng.integers(0, logits.shape[-1], size=logits.shape[:-1])}
 
 
-@op(signature="(n,k)->()", complex_safe=True, static=_random_labels)
+@op(signature="(n,k)->()", complex_safe=True, static=_random_labels, nonempty=("n", "k"))
 def softmax_cross_entropy(logits: Array, *, labels: Any) -> tuple[Array, VJP]:
     r"""Mean cross-entropy of softmax probabilities against integer class labels.
 
@@ -56,7 +56,7 @@ def softmax_cross_entropy(logits: Array, *, labels: Any) -> tuple[Array, VJP]:
     return loss, vjp
 
 
-@op(signature="(n,k),(n,k)->()", complex_safe=True)
+@op(signature="(n,k),(n,k)->()", complex_safe=True, nonempty=("n", "k"))
 def mean_squared_error(y_pred: Array, y: Array) -> tuple[Array, VJP]:
     r"""Mean of squared differences over all N*K entries: :math:`L = \frac{1}{NK}\sum(\hat y-y)^2`.
 

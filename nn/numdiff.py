@@ -24,15 +24,21 @@ def _outputs(fn: OpFn, arrays: Sequence[Array], static: dict[str, Any]) -> Array
     return np.asarray(out)
 
 
-def gaussian_direction(seed: int, arrays: Sequence[Array], moved: Sequence[int]) -> list[Array]:
-    """A Gaussian direction of unit norm over the inputs ``moved`` (zero on the others)."""
-    rng = np.random.default_rng([seed, DIRECTION_STREAM])  # apart from user data seeded alike
+def gaussian_direction(
+    key: Sequence[int], arrays: Sequence[Array], moved: Sequence[int]
+) -> list[Array]:
+    """A Gaussian direction of unit norm over the inputs ``moved`` (zero on the others).
+
+    ``key`` is the ``(seed, group, draw)`` a failed check reports, so the direction can be
+    drawn again. Inputs with no entries get none; if nothing moves, the direction is zero.
+    """
+    rng = np.random.default_rng([*key, DIRECTION_STREAM])  # apart from user data seeded alike
     u = [
-        rng.standard_normal(a.shape) if i in moved else np.zeros(a.shape)
+        np.asarray(rng.standard_normal(a.shape)) if i in moved else np.zeros(a.shape)
         for i, a in enumerate(arrays)
     ]
     norm = np.sqrt(sum(float(np.sum(d * d)) for d in u))
-    return [d / norm for d in u]
+    return [d / norm for d in u] if norm > 0 else u
 
 
 def central_difference(
@@ -68,6 +74,8 @@ def numerical_jacobian(
 ) -> Array:
     """Central-difference Jacobian of the output with respect to input ``i``: (out.size, x.size)."""
     x = arrays[i]
+    if x.size == 0:
+        return np.zeros((_outputs(fn, arrays, static).size, 0))
     columns = []
     for k in range(x.size):
         e = np.zeros(x.size)
@@ -84,9 +92,12 @@ def numerical_jacobian(
 def vjp_jacobian(fn: OpFn, arrays: Sequence[Array], static: dict[str, Any], i: int) -> Array:
     """The Jacobian of input ``i`` assembled row by row from ``vjp`` of unit cotangents."""
     out, vjp = fn(*arrays, **static)
+    if out.size == 0:
+        return np.zeros((0, arrays[i].size))
     rows = []
     for j in range(out.size):
         e = np.zeros(out.size)
         e[j] = 1.0
-        rows.append(np.asarray(vjp(e.reshape(out.shape))[i]).ravel())
+        # A copy: a vjp that reuses one buffer would otherwise make every row its last one.
+        rows.append(np.array(vjp(e.reshape(out.shape))[i], copy=True).ravel())
     return np.stack(rows, axis=0)

@@ -63,28 +63,41 @@ class Signature:
         inputs, outputs = groups(left), groups(right)
         if len(outputs) != 1:
             raise ValueError(f"signature {text!r} must have one output")
+        if unknown := set(outputs[0]) - {n for core in inputs for n in core}:
+            raise ValueError(
+                f"signature {text!r}: output dimension(s) {sorted(unknown)} of no input"
+            )
         return cls(text.replace(" ", ""), inputs, outputs[0])
 
-    def output_shape(self, op: str, shapes: list[Shape]) -> Shape:
+    def output_shape(
+        self,
+        op: str,
+        shapes: list[Shape],
+        names: tuple[str, ...] = (),
+        nonempty: tuple[str, ...] = (),
+    ) -> Shape:
         """Check ``shapes`` against the signature; return the output's shape.
 
-        Raises :class:`~nn.errors.ShapeError` naming ``op``, the signature and every shape received.
+        ``names`` are the arguments' names for the messages; core dimensions in ``nonempty``
+        must be at least 1. Raises :class:`~nn.errors.ShapeError` naming ``op``, the
+        signature and every shape received.
         """
 
         def fail(why: str) -> ShapeError:
             got = ", ".join(str(s) for s in shapes)
             return ShapeError(f"{op}: {why}; signature {self.text}, received shapes {got}")
 
+        def arg(i: int) -> str:
+            return f"argument {i} ({names[i]})" if i < len(names) else f"argument {i}"
+
         if len(shapes) != len(self.inputs):
             raise fail(f"expected {len(self.inputs)} array argument(s), received {len(shapes)}")
-        sizes: dict[
-            str, tuple[int, int]
-        ] = {}  # core name -> (size, index of the input that set it)
+        sizes: dict[str, tuple[int, int]] = {}  # core name -> (size, input that set it)
         loops: list[Shape] = []
         for i, (shape, core) in enumerate(zip(shapes, self.inputs, strict=True)):
             if len(shape) < len(core):
                 raise fail(
-                    f"argument {i} needs at least {len(core)} dimension(s) ({','.join(core)}), "
+                    f"{arg(i)} needs at least {len(core)} dimension(s) ({','.join(core)}), "
                     f"received {len(shape)}"
                 )
             split = len(shape) - len(core)
@@ -93,10 +106,12 @@ class Signature:
                 if name in sizes and sizes[name][0] != size:
                     seen, where = sizes[name]
                     raise fail(
-                        f"dimension {name!r} is {seen} in argument {where} "
-                        f"but {size} in argument {i}"
+                        f"dimension {name!r} is {seen} in {arg(where)} but {size} in {arg(i)}"
                     )
                 sizes.setdefault(name, (size, i))
+        for name in nonempty:
+            if sizes[name][0] == 0:
+                raise fail(f"dimension {name!r} must be at least 1, received 0")
         try:
             loop = np.broadcast_shapes(*loops)
         except ValueError:
@@ -117,6 +132,8 @@ class OpInfo:
     """Input values where the op is not differentiable, elementwise (``relu``: ``(0.0,)``)."""
     static: Callable[..., dict[str, Any]] | None
     """``static(rng, *arrays) -> kwargs``: valid static arguments for given arrays."""
+    nonempty: tuple[str, ...]
+    """Core dimensions that must be at least 1."""
     spec: str
     """The spec page id: ``spec/<spec>.md``."""
 
@@ -136,23 +153,42 @@ def op(
     complex_safe: bool,
     kinks: tuple[float, ...] = (),
     static: Callable[..., dict[str, Any]] | None = None,
+    nonempty: tuple[str, ...] = (),
     spec: str | None = None,
 ) -> Callable[[OpFn], OpFn]:
-    """Register an op and check its arguments on every call (see the module docstring)."""
+    """Register an op and check its arguments on every call (see the module docstring).
+
+    ``nonempty`` names core dimensions that must not be 0 (softmax over no classes, a mean
+    over no examples: undefined, so refused with a ShapeError rather than a NaN).
+    """
     sig = Signature.parse(signature)
+    if unknown := set(nonempty) - {n for core in sig.inputs for n in core}:
+        raise ValueError(f"nonempty names {sorted(unknown)}, not in signature {signature!r}")
 
     def register(fn: OpFn) -> OpFn:
         name = fn.__name__
+        params = inspect.signature(fn).parameters.values()
+        names = tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
 
         @functools.wraps(fn)
         def checked(*arrays: Any, **kwargs: Any) -> tuple[Array, VJP]:
             # A NumPy scalar (what 0-d arithmetic returns) is a 0-d array to us.
             arrays = tuple(np.asarray(a) if isinstance(a, np.generic) else a for a in arrays)
-            _check_arrays(name, arrays, sig)
+            _check_arrays(name, names, arrays)
+            sig.output_shape(name, [a.shape for a in arrays], names, nonempty)
             out, vjp = fn(*arrays, **kwargs)
             out = np.asarray(out)  # NumPy turns 0-d results into scalars; the contract says arrays
 
             def checked_vjp(g: Any) -> tuple[Array, ...]:
+                numeric = isinstance(g, (np.ndarray, np.generic, int, float)) and not isinstance(
+                    g, bool
+                )
+                if not numeric or np.asarray(g).dtype.kind not in "fciu":
+                    got = type(g).__name__ + (f" of {g.dtype}" if hasattr(g, "dtype") else "")
+                    raise DTypeError(
+                        f"{name}: the cotangent g must be an array of numbers shaped like the "
+                        f"output {out.shape}, received {got}"
+                    )
                 g = np.asarray(g, dtype=out.dtype)
                 if g.shape != out.shape:
                     raise ShapeError(
@@ -165,31 +201,34 @@ def op(
 
         if name in REGISTRY:
             raise ValueError(f"op {name!r} is registered twice")
-        REGISTRY[name] = OpInfo(name, checked, sig, complex_safe, kinks, static, spec or name)
+        REGISTRY[name] = OpInfo(
+            name, checked, sig, complex_safe, kinks, static, nonempty, spec or name
+        )
         return checked
 
     return register
 
 
-def _check_arrays(name: str, arrays: tuple[Any, ...], sig: Signature) -> None:
+def _check_arrays(name: str, names: tuple[str, ...], arrays: tuple[Any, ...]) -> None:
+    def arg(i: int) -> str:
+        return f"argument {i} ({names[i]})" if i < len(names) else f"argument {i}"
+
     for i, a in enumerate(arrays):
         if not isinstance(a, np.ndarray):
             raise DTypeError(
-                f"{name}: argument {i} must be a NumPy array of floats, received "
+                f"{name}: {arg(i)} must be a NumPy array of floats, received "
                 f"{type(a).__name__}; convert it with np.asarray(..., dtype=np.float32)"
             )
         if a.dtype.kind not in "fc":
             raise DTypeError(
-                f"{name}: argument {i} must have a floating (or complex) dtype, received {a.dtype}"
+                f"{name}: {arg(i)} must have a floating (or complex) dtype, received {a.dtype}"
             )
-    dtypes = {a.dtype for a in arrays}
-    if len(dtypes) > 1:
-        got = ", ".join(str(a.dtype) for a in arrays)
+    if len({a.dtype for a in arrays}) > 1:
+        got = ", ".join(f"{arg(i)} {a.dtype}" for i, a in enumerate(arrays))
         raise DTypeError(
             f"{name}: all array arguments must share one dtype (mixing would silently upcast), "
             f"received {got}"
         )
-    sig.output_shape(name, [a.shape for a in arrays])
 
 
 def unbroadcast(g: Array, shape: Shape) -> Array:

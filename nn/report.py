@@ -17,7 +17,8 @@ class Check:
     op: str
     method: str
     input: str
-    seed: int | None
+    direction: tuple[int, ...] | None
+    """``(seed, group, draw)`` of a directional check: ``gaussian_direction`` redraws it."""
     numeric: float
     analytic: float
     error: float
@@ -46,9 +47,11 @@ class Check:
         return bool(self.ratio <= 1.0)
 
     def message(self) -> str:
-        seed = "" if self.seed is None else f", direction seed {self.seed}"
+        where = (
+            "" if self.direction is None else f", direction {self.direction} (seed, group, draw)"
+        )
         return (
-            f"{self.op}: {self.method} check on {self.input}{seed}: numeric {self.numeric:.10g} "
+            f"{self.op}: {self.method} check on {self.input}{where}: numeric {self.numeric:.10g} "
             f"vs analytic {self.analytic:.10g}, error {self.error:.3g} "
             f"{'<=' if self.passed else '>'} tolerance {self.tolerance:.3g}"
             + (f" ({self.note})" if self.note else "")

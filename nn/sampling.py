@@ -47,8 +47,9 @@ def sample_inputs(
         raise ValueError(f"{fn!r} is not a registered op; build its inputs yourself")
     names = [n for core in info.signature.inputs for n in core]
     given = dict(sizes or {})
-    for n in dict.fromkeys(names):
-        given.setdefault(n, 4 + len([m for m in given if m in names]))
+    for n in dict.fromkeys(names):  # the smallest size from 4 up that no dimension has yet
+        if n not in given:
+            given[n] = next(i for i in range(4, 100) if i not in given.values())
     rng = np.random.default_rng(seed)
     arrays = []
     for i, core in enumerate(info.signature.inputs):

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from nn.errors import VerificationError
+from nn.errors import DTypeError, VerificationError
 from nn.numdiff import (
     CENTRAL_EPS,
     COMPLEX_H,
@@ -70,46 +70,60 @@ def check_vjp(
     >>> check_vjp(tanh, np.array([0.5, -1.0])).passed
     True
     """
+    if directions < 1:
+        raise ValueError(f"check_vjp: directions must be at least 1 (P3 uses 2), got {directions}")
+    if seed < 0:
+        raise ValueError(f"check_vjp: seed must be a non-negative integer, received {seed}")
     static = dict(static or {})
     info = info_of(fn)
-    name = info.name if info else getattr(fn, "__name__", "op")
+    name = _name_of(fn)
     names = info.arg_names if info else tuple(f"argument {i}" for i in range(len(arrays)))
     safe = (info.complex_safe if info else False) if complex_safe is None else complex_safe
-    report = Report(name)
     arrays = tuple(np.asarray(a) for a in arrays)
+    for n, a in zip(names, arrays, strict=False):
+        if a.dtype != np.float64:
+            raise DTypeError(
+                f"check_vjp({name}): {n} must be float64 (P0: gradients are checked in float64; "
+                f"check_float32 covers float32), received {a.dtype}"
+            )
+    report = Report(name)
     before = [a.copy() for a in arrays]
 
     out, vjp = fn(*arrays, **static)
+    out_before = np.array(out, copy=True)
     # P3 Gaussian cotangent. Its own stream (seed, COTANGENT_STREAM): with a plain
     # default_rng(seed), a user's x = default_rng(0).normal(...) would equal v, and then
     # x^T v is symmetric and a transposed weight gradient goes unseen.
     v = np.random.default_rng([seed, COTANGENT_STREAM]).standard_normal(np.shape(out))
     v_copy = v.copy()
-    g = vjp(v)
-    if not _contract(report, g, arrays, names, out):
+    g_returned = vjp(v)
+    if not _contract(report, g_returned, arrays, names, out):
         return report.raise_if_failed() if raise_on_failure else report
-    _reentrancy(report, vjp, g, v, v_copy, arrays, before)
+    g = tuple(np.array(c, copy=True) for c in g_returned)  # safe from a later call's writes
+    _reentrancy(report, vjp, g_returned, g, v, v_copy, arrays, before, out, out_before)
 
     groups = [[i] for i in range(len(arrays))] + (
         [list(range(len(arrays)))] if len(arrays) > 1 else []
     )
     for gi, moved in enumerate(groups):
+        if sum(arrays[i].size for i in moved) == 0:
+            continue  # no entries, no direction to move in
         label = names[moved[0]] if len(moved) == 1 else "all inputs jointly"
-        gnorm = np.sqrt(sum(float(np.sum(np.abs(g[i]) ** 2)) for i in moved))
+        gnorm = np.sqrt(sum(float(np.sum(g[i] * g[i])) for i in moved))
         for k in range(directions):
-            dseed = seed * 1000 + 10 * gi + k
-            u = gaussian_direction(dseed, arrays, moved)
+            key = (seed, gi, k)
+            u = gaussian_direction(key, arrays, moved)
             exact = float(sum(np.sum(g[i] * u[i]) for i in moved))  # <g, u>
             fd = central_difference(fn, arrays, static, u, v)
             tol = CENTRAL_RTOL * abs(exact) + CENTRAL_ATOL * gnorm
             report.checks.append(
-                Check(name, "central-difference", label, dseed, fd, exact, abs(fd - exact), tol)
+                Check(name, "central-difference", label, key, fd, exact, abs(fd - exact), tol)
             )
             if safe:
                 cs = complex_step(fn, arrays, static, u, v)
                 tol = COMPLEX_RTOL * abs(exact) + COMPLEX_ATOL * gnorm
                 report.checks.append(
-                    Check(name, "complex-step", label, dseed, cs, exact, abs(cs - exact), tol)
+                    Check(name, "complex-step", label, key, cs, exact, abs(cs - exact), tol)
                 )
 
     small = sum(a.size for a in arrays) <= JACOBIAN_MAX_SIZE and np.size(out) <= JACOBIAN_MAX_SIZE
@@ -147,20 +161,33 @@ def _contract(
 def _reentrancy(
     report: Report,
     vjp: Any,
+    g_returned: tuple[Array, ...],
     g: tuple[Array, ...],
     v: Array,
     v_copy: Array,
     arrays: Sequence[Array],
     before: Sequence[Array],
+    out: Array,
+    out_before: Array,
 ) -> None:
-    """P7: a second vjp call is bitwise identical, and nothing was mutated in place."""
+    """P7: a second vjp call is bitwise identical, and nothing was written in place.
+
+    ``g`` is a copy of the first call's cotangents taken before the second call, so a vjp
+    that hands out one reused buffer (correct once, overwritten later) is caught.
+    """
     again = vjp(v)
     problems = [
         f"cotangent {i} differs on the second call"
         for i, (a, b) in enumerate(zip(g, again, strict=True))
         if np.asarray(a).tobytes() != np.asarray(b).tobytes()
     ]
+    problems += [
+        f"cotangent {i} is one buffer reused by every call: a later call overwrites it"
+        for i, (a, b) in enumerate(zip(g_returned, again, strict=True))
+        if np.shares_memory(a, b) and not np.shares_memory(b, v)  # returning g itself is fine
+    ]
     problems += ["vjp mutated its cotangent argument g"] if v.tobytes() != v_copy.tobytes() else []
+    problems += ["the output was mutated"] if out.tobytes() != out_before.tobytes() else []
     problems += [
         f"input {i} was mutated"
         for i, (a, b) in enumerate(zip(arrays, before, strict=True))
@@ -211,16 +238,22 @@ def check_reference(
 def check_float32(
     fn: OpFn, *arrays: Array, static: dict[str, Any] | None = None, raise_on_failure: bool = True
 ) -> Check:
-    """P0: the float32 forward stays float32 and agrees with the float64 one.
+    """P0: float32 stays float32, forward and backward, and agrees with float64.
 
-    Pass if ``|y32 - y64| <= 1e-5 |y64| + 1e-6 max|y64|`` everywhere.
+    The output and every cotangent of float32 inputs must be float32 (a silent float64
+    upcast doubles memory and halves speed), and the output must satisfy
+    ``|y32 - y64| <= 1e-5 |y64| + 1e-6 max|y64|`` everywhere.
     """
     static = dict(static or {})
     name = _name_of(fn)
     y64 = np.asarray(fn(*[a.astype(np.float64) for a in arrays], **static)[0])
-    y32 = np.asarray(fn(*[a.astype(np.float32) for a in arrays], **static)[0])
-    if y32.dtype != np.float32:
-        check = Check.from_problems(name, "float32", "output", [f"float32 in, {y32.dtype} out"])
+    y32, vjp32 = fn(*[a.astype(np.float32) for a in arrays], **static)
+    y32 = np.asarray(y32)
+    dtypes = [np.asarray(c).dtype for c in vjp32(np.ones(y32.shape, np.float32))]
+    problems = [f"float32 in, {y32.dtype} out"] if y32.dtype != np.float32 else []
+    problems += [f"cotangent {i} is {d}" for i, d in enumerate(dtypes) if d != np.float32]
+    if problems:
+        check = Check.from_problems(name, "float32", "output", problems)
     else:
         check = compare_arrays(name, "float32", "output", y64, y32, FLOAT32_RTOL, FLOAT32_ATOL)
     if raise_on_failure and not check.passed:
@@ -236,6 +269,7 @@ def _name_of(fn: OpFn) -> str:
 __all__ = [
     "CENTRAL_EPS",
     "COMPLEX_H",
+    "COTANGENT_STREAM",
     "KINK_MARGIN",
     "Check",
     "Report",

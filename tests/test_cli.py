@@ -34,7 +34,8 @@ def _broken_tanh(x):
 
 
 def test_verify_fails_and_names_a_broken_op(capsys, monkeypatch):
-    info = OpInfo("broken_tanh", _broken_tanh, Signature.parse("()->()"), True, (), None, "tanh")
+    sig = Signature.parse("()->()")
+    info = OpInfo("broken_tanh", _broken_tanh, sig, True, (), None, (), "tanh")
     monkeypatch.setitem(REGISTRY, "broken_tanh", info)
     assert main(["verify"]) == 1
     out = capsys.readouterr().out

@@ -14,12 +14,14 @@ import scipy.special
 
 import nn
 from nn.testing import (
+    COTANGENT_STREAM,
     Check,
     check_float32,
     check_reference,
     check_vjp,
     compare_arrays,
     complex_step,
+    gaussian_direction,
     numerical_jacobian,
     sample_inputs,
     vjp_jacobian,
@@ -95,7 +97,7 @@ def test_failure_message_names_op_input_seed_numbers_and_tolerance():
     text = str(err.value)
     assert "linear_transposed_dw" in text
     assert "argument 1" in text  # the weight, by position for a user's op
-    assert "direction seed 3" in text
+    assert "direction (3, 1, 0) (seed, group, draw)" in text  # weight alone, first draw
     assert "numeric" in text and "analytic" in text and "tolerance" in text
 
 
@@ -172,9 +174,9 @@ def test_tolerances_are_the_protocols():
 
 
 def test_check_ratio_semantics():
-    ok = Check("op", "m", "x", 0, 1.0, 1.0, 0.0, 0.0)
-    bad = Check("op", "m", "x", 0, 1.0, 2.0, 1.0, 0.0)
-    nan = Check("op", "m", "x", 0, np.nan, 2.0, np.nan, 1.0)
+    ok = Check("op", "m", "x", None, 1.0, 1.0, 0.0, 0.0)
+    bad = Check("op", "m", "x", None, 1.0, 2.0, 1.0, 0.0)
+    nan = Check("op", "m", "x", None, np.nan, 2.0, np.nan, 1.0)
     assert ok.passed and ok.ratio == 0
     assert not bad.passed and bad.ratio == np.inf
     assert not nan.passed
@@ -260,3 +262,158 @@ def test_comparison_reports_the_worst_ratio_not_the_worst_excess():
     assert check.ratio == pytest.approx(1e-9 / 1e-6)
     exact_zero = compare_arrays("op", "m", "x", np.zeros(2), np.array([0.0, 1e-30]), 1e-6, 1e-7)
     assert not exact_zero.passed and exact_zero.ratio == np.inf
+
+
+# --- P7 blind spots, pinned tolerances and guards (from review: each survived a mutant) ---
+
+
+def test_reentrancy_rejects_a_reused_buffer_and_an_overwritten_output():
+    """A vjp that writes into one buffer (or into y) is right once and wrong after."""
+
+    def relu_reuses_y(x):
+        y = np.maximum(x, 0)
+        active = x > 0
+
+        def vjp(g):
+            np.multiply(g, active, out=y)  # overwrites the forward output the caller holds
+            return (y,)
+
+        return y, vjp
+
+    def tanh_one_buffer(x):
+        y = np.tanh(x)
+        buf = np.zeros_like(x)
+
+        def vjp(g):
+            np.multiply(g, 1 - y * y, out=buf)
+            return (buf,)
+
+        return y, vjp
+
+    x = np.random.default_rng(5).standard_normal((20, 20))  # 400 entries: no Jacobian check
+    for fn in (relu_reuses_y, tanh_one_buffer):
+        report = check_vjp(fn, x, raise_on_failure=False)
+        assert "reentrancy" in {c.method for c in report.failures}, fn.__name__
+    assert check_vjp(lambda x: (x, lambda g: (g,)), x).passed  # returning g itself is fine
+
+
+def test_reentrancy_rejects_an_op_that_shifts_its_input_in_place():
+    """Softmax is shift-invariant, so only the input-mutation check sees x -= max(x)."""
+
+    def softmax_inplace(x):
+        x -= x.max(axis=-1, keepdims=True)
+        return nn.softmax(x)
+
+    report = check_vjp(softmax_inplace, X.copy(), raise_on_failure=False)
+    assert [c.method for c in report.failures] == ["reentrancy"]
+    assert "input 0 was mutated" in report.failures[0].note
+
+
+def test_contract_rejects_an_output_of_the_wrong_dtype():
+    def float32_out(x):
+        y, vjp = nn.tanh(x)
+        return y.astype(np.float32), vjp
+
+    report = check_vjp(float32_out, X, raise_on_failure=False)
+    assert [c.method for c in report.failures] == ["contract"]
+
+
+def test_float32_check_rejects_a_vjp_that_upcasts():
+    """The contract's dtype rule holds in float32 too: a float64 cotangent is refused."""
+
+    def linear_db_upcast(x, w, b):
+        y, vjp = nn.linear(x, w, b)
+
+        def vjp64(g):
+            dx, dw, db = vjp(g)
+            return dx, dw, db.astype(np.float64)
+
+        return y, vjp64
+
+    assert check_float32(nn.linear, X, W, B).passed
+    with pytest.raises(nn.VerificationError, match="cotangent 2 is float64"):
+        check_float32(linear_db_upcast, X, W, B)
+
+
+def _moved_norm(fn, arrays, seed, moved):
+    """||g|| over the moved inputs, g = vjp(v) with the verifier's cotangent v."""
+    out, vjp = fn(*arrays)
+    v = np.random.default_rng([seed, COTANGENT_STREAM]).standard_normal(out.shape)
+    g = vjp(v)
+    return np.sqrt(sum(np.sum(g[i] ** 2) for i in moved))
+
+
+def test_each_check_uses_the_protocols_tolerance():
+    """P1, P2 and P4 bounds, term by term, with ||g|| over the inputs the direction moves."""
+    arrays = (X, W, B)
+    report = check_vjp(nn.linear, *arrays, seed=4)
+    groups = {"x": [0], "w": [1], "b": [2], "all inputs jointly": [0, 1, 2]}
+    bounds = {"central-difference": (1e-6, 1e-8), "complex-step": (1e-10, 1e-13)}
+    for c in report.checks:
+        if c.method in bounds:
+            rtol, atol = bounds[c.method]
+            gnorm = _moved_norm(nn.linear, arrays, 4, groups[c.input])
+            assert c.tolerance == pytest.approx(rtol * abs(c.analytic) + atol * gnorm, rel=1e-12)
+    for i, c in enumerate(c for c in report.checks if c.method == "jacobian"):
+        n = numerical_jacobian(nn.linear, arrays, {}, i)
+        expected = 1e-6 * abs(n[c.index]) + 1e-7 * np.abs(n).max()
+        assert c.tolerance == pytest.approx(expected, rel=1e-12)
+
+
+def test_float32_check_uses_its_tolerance():
+    check = check_float32(nn.softmax, X)
+    y64 = nn.softmax(X)[0]
+    assert check.tolerance == pytest.approx(1e-5 * abs(y64[check.index]) + 1e-6 * y64.max())
+
+
+def test_complex_step_sees_an_error_central_differences_cannot():
+    """A 1e-8 relative error: below P2's 1e-6, far above P1's 1e-10."""
+
+    def tanh_off(x):
+        y, vjp = nn.tanh(x)
+        return y, lambda g: (vjp(g)[0] * (1 + 1e-8),)
+
+    report = check_vjp(tanh_off, X, complex_safe=True, jacobian=False, raise_on_failure=False)
+    assert {c.method for c in report.failures} == {"complex-step"}
+
+
+def test_directions_have_unit_norm_and_distinct_keys():
+    arrays = (X, W, B)
+    keys = [(0, gi, k) for gi in range(4) for k in range(12)]
+    directions = [gaussian_direction(k, arrays, [0, 1, 2]) for k in keys]
+    for u in directions:
+        assert np.sqrt(sum(np.sum(d * d) for d in u)) == pytest.approx(1.0, abs=1e-14)
+    firsts = {u[0].tobytes() for u in directions}
+    assert len(firsts) == len(keys)  # seed*1000 + 10*group + draw collided past 10 draws
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"directions": 0}, ValueError, "directions must be at least 1"),
+        ({"seed": -1}, ValueError, "seed must be a non-negative"),
+    ],
+)
+def test_check_vjp_refuses_settings_that_would_check_nothing(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        check_vjp(nn.tanh, X, **kwargs)
+
+
+def test_check_vjp_refuses_float32_inputs():
+    """P0: gradients are checked in float64; float32 made only the complex step fail."""
+    with pytest.raises(nn.DTypeError, match=r"x must be float64.*received float32"):
+        check_vjp(nn.tanh, X.astype(np.float32))
+
+
+def test_empty_inputs_are_checked_without_warnings():
+    report = check_vjp(nn.linear, np.zeros((0, 4)), W, B)
+    assert report.passed and {c.input for c in report.checks if c.method == "jacobian"} == {
+        "x",
+        "w",
+        "b",
+    }
+
+
+def test_sampler_keeps_sizes_distinct_around_a_given_one():
+    (x, w, b), _ = sample_inputs(nn.linear, sizes={"n": 5}, loop=())
+    assert x.shape == (5, 4) and w.shape == (4, 6) and b.shape == (6,)
