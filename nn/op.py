@@ -88,7 +88,7 @@ class Signature:
             return ShapeError(f"{op}: {why}; signature {self.text}, received shapes {got}")
 
         def arg(i: int) -> str:
-            return f"argument {i} ({names[i]})" if i < len(names) else f"argument {i}"
+            return _arg_label(i, names)
 
         if len(shapes) != len(self.inputs):
             raise fail(f"expected {len(self.inputs)} array argument(s), received {len(shapes)}")
@@ -136,12 +136,8 @@ class OpInfo:
     """Core dimensions that must be at least 1."""
     spec: str
     """The spec page id: ``spec/<spec>.md``."""
-
-    @property
-    def arg_names(self) -> tuple[str, ...]:
-        """Names of the positional (differentiable) arguments, from the function itself."""
-        params = inspect.signature(self.fn).parameters.values()  # follows __wrapped__
-        return tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
+    arg_names: tuple[str, ...]
+    """Names of the positional (differentiable) arguments, from the function itself."""
 
 
 REGISTRY: dict[str, OpInfo] = {}
@@ -202,16 +198,21 @@ def op(
         if name in REGISTRY:
             raise ValueError(f"op {name!r} is registered twice")
         REGISTRY[name] = OpInfo(
-            name, checked, sig, complex_safe, kinks, static, nonempty, spec or name
+            name, checked, sig, complex_safe, kinks, static, nonempty, spec or name, names
         )
         return checked
 
     return register
 
 
+def _arg_label(i: int, names: tuple[str, ...]) -> str:
+    """``argument 1 (w)``: position and name, for error messages."""
+    return f"argument {i} ({names[i]})" if i < len(names) else f"argument {i}"
+
+
 def _check_arrays(name: str, names: tuple[str, ...], arrays: tuple[Any, ...]) -> None:
     def arg(i: int) -> str:
-        return f"argument {i} ({names[i]})" if i < len(names) else f"argument {i}"
+        return _arg_label(i, names)
 
     for i, a in enumerate(arrays):
         if not isinstance(a, np.ndarray):

@@ -35,7 +35,7 @@ def _broken_tanh(x):
 
 def test_verify_fails_and_names_a_broken_op(capsys, monkeypatch):
     sig = Signature.parse("()->()")
-    info = OpInfo("broken_tanh", _broken_tanh, sig, True, (), None, (), "tanh")
+    info = OpInfo("broken_tanh", _broken_tanh, sig, True, (), None, (), "tanh", ("x",))
     monkeypatch.setitem(REGISTRY, "broken_tanh", info)
     assert main(["verify"]) == 1
     out = capsys.readouterr().out
