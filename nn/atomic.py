@@ -1,0 +1,74 @@
+"""Atomic file writes and content hashes: nothing the library writes is ever half-written.
+
+A write goes to a temporary file in the destination's directory, is flushed to disk, and then
+replaces the destination in one ``os.replace``. A crash leaves either the old file or the new
+one, never a truncated mix; the SHA-256 recorded next to a file catches anything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, nothing else.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+    >>> write_bytes_atomic(p, b"hello")
+    >>> p.read_bytes()
+    b'hello'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """:func:`write_bytes_atomic` for UTF-8 text."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes of an uncompressed ``.npz`` holding ``arrays`` (no pickled objects allowed)."""
+    buffer = io.BytesIO()
+    for name, a in arrays.items():
+        if np.asarray(a).dtype == object:
+            raise TypeError(f"npz_bytes: array {name!r} has dtype object, which would need pickle")
+    # The object check above stands in for allow_pickle=False, which np.savez lacks before 2.1.
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's content, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_array(a: np.ndarray) -> str:
+    """Hex SHA-256 of an array's C-contiguous bytes (how DESIGN.md pins MNIST's content)."""
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
