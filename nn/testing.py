@@ -58,12 +58,17 @@ def check_vjp(
     complex_safe: bool | None = None,
     jacobian: bool | None = None,
     raise_on_failure: bool = True,
+    atol_scale: str = "moved",
 ) -> Report:
     """Verify ``fn``'s vjp at ``arrays`` (float64) by the protocol P1-P4 and P7.
 
     ``complex_safe`` defaults to the registry's entry for registered ops and to ``False``
     for a user's function; ``jacobian`` defaults to whether all inputs together have at
-    most 300 entries. Returns a :class:`~nn.report.Report`; raises
+    most 300 entries. ``atol_scale`` chooses the ``||g||`` of the absolute term: the
+    gradient of the inputs moved (``"moved"``, the default) or of all inputs (``"all"``,
+    for a whole network: an early layer's bias in a saturating net can have a gradient
+    1e4 times smaller than the loss, below the rounding floor ``~1e-16 |f| / eps`` of a
+    central difference). Returns a :class:`~nn.report.Report`; raises
     :class:`~nn.errors.VerificationError` when a check fails, unless ``raise_on_failure=False``.
 
     >>> from nn import tanh
@@ -74,6 +79,8 @@ def check_vjp(
         raise ValueError(f"check_vjp: directions must be at least 1 (P3 uses 2), got {directions}")
     if seed < 0:
         raise ValueError(f"check_vjp: seed must be a non-negative integer, received {seed}")
+    if atol_scale not in ("moved", "all"):
+        raise ValueError(f"check_vjp: atol_scale must be 'moved' or 'all', received {atol_scale!r}")
     static = dict(static or {})
     info = info_of(fn)
     name = _name_of(fn)
@@ -109,7 +116,8 @@ def check_vjp(
         if sum(arrays[i].size for i in moved) == 0:
             continue  # no entries, no direction to move in
         label = names[moved[0]] if len(moved) == 1 else "all inputs jointly"
-        gnorm = np.sqrt(sum(float(np.sum(g[i] * g[i])) for i in moved))
+        scaled = moved if atol_scale == "moved" else range(len(arrays))
+        gnorm = np.sqrt(sum(float(np.sum(g[i] * g[i])) for i in scaled))
         for k in range(directions):
             key = (seed, gi, k)
             u = gaussian_direction(key, arrays, moved)

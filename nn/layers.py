@@ -1,0 +1,160 @@
+"""Layers: thin pairs of ``init`` and ``apply`` built from verified ops.
+
+A layer is two pure functions (DESIGN.md, "The op contract")::
+
+    params = layer.init(rng, in_shape)          # dict of arrays, e.g. {"w": (D, M), "b": (M,)}
+    y, vjp = layer.apply(params, x)             # x: (N, *in_shape) -> y: (N, *out_shape)
+    dx, dparams = vjp(g)                        # g like y; dparams has params' names and shapes
+
+A layer holds no arrays itself: the parameters live in the dict the model passes in, so a
+whole network stays a pure function of its parameters and can be checked end to end.
+
+``library_ops`` lists the registered ops a layer is built from. A layer of this module whose
+ops are all library ops is trusted at assembly (each op passed the protocol in the test
+suite and has a spec page); any other layer is verified on the spot by
+:func:`nn.model.verify_layer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from nn import init as initializers
+from nn.errors import ShapeError
+from nn.linear import linear
+from nn.op import REGISTRY, Array, OpFn
+
+Params = dict[str, Array]
+Shape = tuple[int, ...]
+LayerVJP = Callable[[Array], tuple[Array, Params]]
+
+
+class Layer:
+    """Base class: a layer with no parameters that passes its input through unchanged."""
+
+    name = "layer"
+
+    def init(self, rng: np.random.Generator, in_shape: Shape, dtype: Any = np.float32) -> Params:
+        """The layer's parameters for inputs of shape ``(N, *in_shape)``."""
+        return {}
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        """The output's shape without the batch axis."""
+        return in_shape
+
+    def apply(self, params: Params, x: Array) -> tuple[Array, LayerVJP]:
+        """``(y, vjp)`` with ``vjp(g) -> (dx, dparams)``."""
+        return x, lambda g: (g, {})
+
+    def library_ops(self) -> tuple[OpFn, ...] | None:
+        """The library ops this layer is built from, or ``None`` if it is not built from them."""
+        return None
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able description, recorded in run folders."""
+        return {"layer": self.name}
+
+
+class Dense(Layer):
+    """A fully connected layer, ``y = x w + b`` (the :func:`~nn.linear.linear` op).
+
+    ``w`` is drawn by the named initializer of :mod:`nn.init`; ``b`` starts at zero.
+
+    >>> layer = Dense(3, init="glorot_uniform")
+    >>> params = layer.init(np.random.default_rng(0), (4,))
+    >>> {k: v.shape for k, v in params.items()}
+    {'w': (4, 3), 'b': (3,)}
+    >>> y, vjp = layer.apply(params, np.ones((2, 4), np.float32))
+    >>> y.shape, vjp(np.ones_like(y))[1]["b"]
+    ((2, 3), array([2., 2., 2.], dtype=float32))
+    """
+
+    name = "dense"
+
+    def __init__(self, units: int, *, init: str = "glorot_uniform") -> None:
+        if isinstance(units, bool) or not isinstance(units, int | np.integer) or units < 1:
+            raise ValueError(f"Dense: units must be a positive integer, received {units!r}")
+        if init not in initializers.__all__ or init == "fans":
+            choices = [n for n in initializers.__all__ if n != "fans"]
+            raise ValueError(f"Dense: init must be one of {choices}, received {init!r}")
+        self.units = int(units)
+        self.initializer = init
+
+    def init(self, rng: np.random.Generator, in_shape: Shape, dtype: Any = np.float32) -> Params:
+        (d,) = _flat(in_shape, "Dense")
+        draw = getattr(initializers, self.initializer)
+        return {
+            "w": draw(rng, (d, self.units), dtype=dtype),  # (D, M)
+            "b": np.zeros(self.units, dtype=dtype),  # (M,)
+        }
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        _flat(in_shape, "Dense")
+        return (self.units,)
+
+    def apply(self, params: Params, x: Array) -> tuple[Array, LayerVJP]:
+        y, vjp = linear(x, params["w"], params["b"])  # (N, D) -> (N, M)
+
+        def dense_vjp(g: Array) -> tuple[Array, Params]:
+            dx, dw, db = vjp(g)
+            return dx, {"w": dw, "b": db}
+
+        return y, dense_vjp
+
+    def library_ops(self) -> tuple[OpFn, ...]:
+        return (linear,)
+
+    def config(self) -> dict[str, Any]:
+        return {"layer": self.name, "units": self.units, "init": self.initializer}
+
+
+class Activation(Layer):
+    """An op of one array applied as a layer: ``Activation(relu)``, ``Activation(my_fn)``.
+
+    ``fn(x) -> (y, vjp)`` with ``vjp(g) -> (dx,)``, the op contract. A library op (such as
+    :func:`~nn.activations.relu`) is trusted; a user's function is verified when the
+    model is assembled.
+    """
+
+    def __init__(self, fn: OpFn) -> None:
+        if not callable(fn):
+            raise TypeError(f"Activation: fn must be a function fn(x) -> (y, vjp), got {fn!r}")
+        self.fn = fn
+        self.name = getattr(fn, "__name__", type(fn).__name__)
+
+    def apply(self, params: Params, x: Array) -> tuple[Array, LayerVJP]:
+        y, vjp = self.fn(x)
+
+        def activation_vjp(g: Array) -> tuple[Array, Params]:
+            (dx,) = vjp(g)
+            return dx, {}
+
+        return y, activation_vjp
+
+    def library_ops(self) -> tuple[OpFn, ...] | None:
+        return (self.fn,) if is_library_op(self.fn) else None
+
+    def config(self) -> dict[str, Any]:
+        return {"layer": "activation", "fn": self.name}
+
+
+def is_library_op(fn: Any) -> bool:
+    """Whether ``fn`` is an op registered by ``nn`` itself (with a spec page and its tests).
+
+    A user's op registered with :func:`nn.op.op` is not: its page and tests are not part of
+    the library's suite, so a model built with it verifies it at assembly.
+    """
+    info = REGISTRY.get(getattr(fn, "__name__", ""))
+    return info is not None and info.fn is fn and fn.__module__.split(".")[0] == "nn"
+
+
+def _flat(in_shape: Shape, who: str) -> Shape:
+    if len(in_shape) != 1:
+        raise ShapeError(
+            f"{who}: expects flat inputs (N, D), so in_shape must have one entry, "
+            f"received in_shape {in_shape}"
+        )
+    return in_shape

@@ -1,0 +1,282 @@
+"""Models: a stack of layers and a loss, assembled only from verified parts.
+
+A model is used as one pure function (DESIGN.md, "The op contract")::
+
+    value, grads = model.loss(params, (x, y))   # grads has params' names, shapes and dtypes
+
+so the whole network's gradient can be checked end to end by the same protocol as one op
+(:func:`check_model`).
+
+**Verified assembly.** :class:`Sequential` refuses a part it cannot vouch for. A layer of
+:mod:`nn.layers` built from library ops (each with a spec page and passed by the test suite)
+is accepted as is. Any other part, such as a user's own layer or activation, is run through
+:func:`nn.testing.check_vjp` at the shape it will see, when the model is built; if a check
+fails, :class:`~nn.errors.VerificationError` says which layer, which check and by how much.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from nn import activations
+from nn.errors import DataError, ShapeError, VerificationError
+from nn.layers import Activation, Dense, Layer, Params, Shape
+from nn.losses import mean_squared_error, softmax_cross_entropy
+from nn.op import Array
+from nn.report import Report
+from nn.testing import check_vjp
+
+Batch = tuple[Array, Array]  # (x: (N, *input_shape) float, y: (N,) integer class labels)
+LOSSES = ("softmax_cross_entropy", "mean_squared_error")
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+
+
+class Sequential:
+    """Layers applied in order, then a loss against integer class labels.
+
+    ``loss="softmax_cross_entropy"`` reads the last layer's output as logits;
+    ``loss="mean_squared_error"`` compares it with one-hot targets (the classic quadratic
+    cost, usually after a sigmoid).
+
+    >>> from nn.activations import relu
+    >>> model = Sequential([Dense(5), Activation(relu), Dense(3)], input_shape=(4,))
+    >>> params = model.init(0)
+    >>> sorted(params)
+    ['dense0.b', 'dense0.w', 'dense2.b', 'dense2.w']
+    >>> x, y = np.ones((2, 4), np.float32), np.array([0, 2])
+    >>> value, grads = model.loss(params, (x, y))
+    >>> grads["dense0.w"].shape, grads["dense0.w"].dtype
+    ((4, 5), dtype('float32'))
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        *,
+        input_shape: Shape,
+        loss: str = "softmax_cross_entropy",
+        verify_seed: int = 0,
+    ) -> None:
+        if loss not in LOSSES:
+            raise ValueError(f"Sequential: loss must be one of {LOSSES}, received {loss!r}")
+        if not layers:
+            raise ValueError("Sequential: layers must not be empty")
+        self.layers = list(layers)
+        self.loss_name = loss
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.shapes = [self.input_shape]  # shapes[i] is layer i's input shape (no batch axis)
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(
+                    f"Sequential: layer {i} must be an nn.layers.Layer (wrap a function in "
+                    f"Activation), received {type(layer).__name__}"
+                )
+            if not is_trusted(layer):
+                report = verify_layer(layer, self.shapes[-1], seed=verify_seed)
+                if not report.passed:
+                    raise VerificationError(_assembly_message(i, layer, report))
+            self.shapes.append(tuple(layer.out_shape(self.shapes[-1])))
+        self.names = [f"{layer.name}{i}" for i, layer in enumerate(self.layers)]
+
+    @property
+    def classes(self) -> int:
+        """K, the number of outputs (classes)."""
+        return int(np.prod(self.shapes[-1]))
+
+    def init(self, seed: int | np.random.Generator, dtype: Any = np.float32) -> Params:
+        """Fresh parameters, ``"<layer name><index>.<param>"`` -> array, drawn from ``seed``."""
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        params: Params = {}
+        for name, layer, shape in zip(self.names, self.layers, self.shapes, strict=False):
+            for key, value in layer.init(rng, shape, dtype).items():
+                params[f"{name}.{key}"] = value
+        return params
+
+    def forward(self, params: Params, x: Array) -> tuple[Array, Callable[[Array], Params]]:
+        """The network's output and a vjp from its cotangent to the parameters' gradients."""
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeError(
+                f"model: x must have shape (N, {', '.join(map(str, self.input_shape))}), "
+                f"received {x.shape}"
+            )
+        vjps = []
+        for name, layer in zip(self.names, self.layers, strict=True):
+            mine = {k.split(".", 1)[1]: v for k, v in params.items() if k.split(".")[0] == name}
+            x, vjp = layer.apply(mine, x)
+            vjps.append(vjp)
+
+        def model_vjp(g: Array) -> Params:
+            grads: Params = {}
+            for name, vjp in zip(reversed(self.names), reversed(vjps), strict=True):
+                g, dparams = vjp(g)
+                grads.update({f"{name}.{k}": v for k, v in dparams.items()})
+            return {k: grads[k] for k in params}  # the params' order
+
+        return x, model_vjp
+
+    def loss(self, params: Params, batch: Batch) -> tuple[float, Params]:
+        """``(value, grads)``: the mean loss over the batch and its gradient for every parameter."""
+        value, grads, _ = self.loss_and_outputs(params, batch)
+        return value, grads
+
+    def loss_and_outputs(self, params: Params, batch: Batch) -> tuple[float, Params, Array]:
+        """:meth:`loss` and the network's outputs (N, K), which the trainer scores."""
+        x, y = batch
+        out, vjp = self.forward(params, x)  # (N, K)
+        value, loss_vjp = self.loss_value(out, y)
+        g = loss_vjp(np.ones((), dtype=out.dtype))[0]  # d loss / d out: (N, K)
+        return float(value), vjp(g), out
+
+    def loss_value(
+        self, out: Array, y: Array
+    ) -> tuple[Array, Callable[[Array], tuple[Array, ...]]]:
+        """The loss op applied to outputs (N, K) and integer labels (N,): ``(value, vjp)``."""
+        if self.loss_name == "softmax_cross_entropy":
+            return softmax_cross_entropy(out, labels=y)
+        target = one_hot(y, out.shape[-1], out.dtype)  # (N, K)
+        return mean_squared_error(out, target)
+
+    def predict(self, params: Params, x: Array, batch_size: int = 1000) -> Array:
+        """The network's outputs (N, K), computed in batches to bound memory."""
+        starts = range(0, len(x), batch_size)
+        outs = [self.forward(params, x[i : i + batch_size])[0] for i in starts]
+        return np.concatenate(outs) if outs else np.zeros((0, self.classes), x.dtype)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able description of the architecture (recorded in run folders)."""
+        return {
+            "input_shape": list(self.input_shape),
+            "loss": self.loss_name,
+            "layers": [layer.config() for layer in self.layers],
+        }
+
+    def summary(self) -> str:
+        """One line per layer: name, output shape, parameter count."""
+        lines = [f"input {self.input_shape}"]
+        params = self.init(0, np.float64)
+        for name, shape in zip(self.names, self.shapes[1:], strict=True):
+            count = sum(v.size for k, v in params.items() if k.split(".")[0] == name)
+            lines.append(f"{name:<12} -> {shape!s:<10} {count:>9,} parameters")
+        total = sum(v.size for v in params.values())
+        lines.append(f"loss {self.loss_name}, {total:,} parameters")
+        return "\n".join(lines)
+
+
+def mlp(
+    sizes: Sequence[int],
+    *,
+    activation: str = "relu",
+    output_activation: str | None = None,
+    loss: str = "softmax_cross_entropy",
+    init: str | None = None,
+) -> Sequential:
+    """A fully connected network ``sizes[0] -> ... -> sizes[-1]`` of library parts.
+
+    The initializer defaults to He for ReLU and Glorot otherwise (see ``spec/he.md`` and
+    ``spec/glorot.md``: each keeps its activation's variance at init).
+
+    >>> mlp([784, 30, 10], activation="sigmoid", output_activation="sigmoid",
+    ...     loss="mean_squared_error").names
+    ['dense0', 'sigmoid1', 'dense2', 'sigmoid3']
+    """
+    if len(sizes) < 2:
+        raise ValueError(f"mlp: sizes needs an input and an output size, received {sizes}")
+    for a in (activation, output_activation):
+        if a is not None and a not in ACTIVATIONS:
+            raise ValueError(f"mlp: activation must be one of {ACTIVATIONS}, received {a!r}")
+    init = init or ("he_normal" if activation == "relu" else "glorot_uniform")
+    layers: list[Layer] = []
+    for i, units in enumerate(sizes[1:]):
+        layers.append(Dense(units, init=init))
+        last = i == len(sizes) - 2
+        name = output_activation if last else activation
+        if name is not None:
+            layers.append(Activation(getattr(activations, name)))
+    return Sequential(layers, input_shape=(sizes[0],), loss=loss)
+
+
+def one_hot(y: Array, k: int, dtype: Any = np.float32) -> Array:
+    """Integer labels (N,) -> one-hot rows (N, K); labels outside 0..K-1 raise DataError."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise DataError(
+            f"one_hot: labels must be a 1-d integer array, received {y.dtype} {y.shape}"
+        )
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise DataError(f"one_hot: labels must lie in 0..{k - 1}, received {y.min()}..{y.max()}")
+    out = np.zeros((y.size, k), dtype=dtype)  # (N, K)
+    out[np.arange(y.size), y] = 1
+    return out
+
+
+def is_trusted(layer: Layer) -> bool:
+    """A layer of :mod:`nn.layers` itself, built only from library ops."""
+    ops = layer.library_ops()
+    return type(layer).__module__ == "nn.layers" and ops is not None
+
+
+def verify_layer(layer: Layer, in_shape: Shape, *, seed: int = 0, batch: int = 2) -> Report:
+    """Check a layer's vjp (input and every parameter) by :func:`nn.testing.check_vjp`.
+
+    The layer runs in float64 on a batch of Gaussian inputs of its real shape, with
+    parameters from its own ``init``.
+    """
+    rng = np.random.default_rng([seed, 0x1A7E])
+    label = f"{layer.name} (a {type(layer).__name__})"
+    try:
+        params = {k: np.asarray(v, np.float64) for k, v in layer.init(rng, in_shape).items()}
+        x = rng.standard_normal((batch, *in_shape))  # (N, *in_shape)
+        names = list(params)
+
+        def as_op(x: Array, *arrays: Array) -> tuple[Array, Callable[..., tuple[Array, ...]]]:
+            y, vjp = layer.apply(dict(zip(names, arrays, strict=True)), x)
+
+            def op_vjp(g: Array) -> tuple[Array, ...]:
+                dx, dparams = vjp(g)
+                return (dx, *(dparams[k] for k in names))
+
+            return y, op_vjp
+
+        as_op.__name__ = f"{label} with arguments ({', '.join(['x', *names])})"
+        return check_vjp(as_op, x, *params.values(), seed=seed, raise_on_failure=False)
+    except VerificationError:
+        raise
+    except Exception as e:  # a layer that cannot even run is reported, not crashed into
+        raise VerificationError(f"{label} could not be verified: {type(e).__name__}: {e}") from e
+
+
+def check_model(
+    model: Sequential, params: Params, batch: Batch, *, seed: int = 0, directions: int = 2
+) -> Report:
+    """The whole network's gradient by the protocol (P2, P3): every parameter tensor alone and
+    all jointly, in float64 (P12: run it at init and after some training steps).
+
+    The absolute term of P2's tolerance uses the whole gradient's norm (``atol_scale="all"``):
+    in a deep sigmoid network the first layer's gradient can sit below the rounding floor of
+    a central difference taken on the loss, which is a property of the loss, not a bug.
+    """
+    names = list(params)
+    x = np.asarray(batch[0], np.float64)
+
+    def network_loss(*arrays: Array) -> tuple[Array, Callable[[Array], tuple[Array, ...]]]:
+        value, grads = model.loss(dict(zip(names, arrays, strict=True)), (x, batch[1]))
+        return np.asarray(value), lambda g: tuple(g * grads[k] for k in names)
+
+    network_loss.__name__ = "model loss"
+    arrays = [np.asarray(params[k], np.float64) for k in names]
+    return check_vjp(
+        network_loss, *arrays, seed=seed, directions=directions, raise_on_failure=False,
+        atol_scale="all",
+    )  # fmt: skip
+
+
+def _assembly_message(i: int, layer: Layer, report: Report) -> str:
+    worst = max(report.failures, key=lambda c: np.nan_to_num(c.ratio, nan=np.inf))
+    return (
+        f"layer {i} ({layer.name}) is not a library op, so it was verified at assembly and "
+        f"failed {len(report.failures)} of {len(report.checks)} checks; worst: "
+        f"{worst.message()} ({worst.ratio:.3g} x tolerance)"
+    )
