@@ -26,3 +26,29 @@ def _floating_point_errors_raise():
     """Overflow, division by zero and invalid operations fail the test where they happen."""
     with np.errstate(over="raise", divide="raise", invalid="raise"):
         yield
+
+
+def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (n, 28, 28) and labels (n,): ten fixed blob templates plus noise.
+
+    Learnable in a few epochs by a small MLP, so trainer tests run offline in seconds.
+    """
+    rng = np.random.default_rng([seed, 0xD161])
+    templates = np.zeros((10, 28, 28))
+    for k in range(10):
+        cy, cx = 6 + 16 * (k // 5) / 1, 4 + 5 * (k % 5)
+        yy, xx = np.mgrid[:28, :28]
+        templates[k] = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)
+    labels = rng.integers(0, 10, n)
+    noisy = templates[labels] * 200 + rng.uniform(0, 55, (n, 28, 28))
+    return noisy.astype(np.uint8), labels.astype(np.uint8)
+
+
+@pytest.fixture
+def tiny_mnist():
+    """A stand-in for nn.data.MnistData: 600 training and 200 test synthetic digits."""
+    from nn.data import MnistData
+
+    x_train, y_train = synthetic_digits(600, seed=1)
+    x_test, y_test = synthetic_digits(200, seed=2)
+    return MnistData(x_train, y_train, x_test, y_test, "synthetic test digits", None)

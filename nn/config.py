@@ -1,0 +1,188 @@
+"""Training configurations: readable TOML files, checked field by field.
+
+A config has four tables, ``[model]``, ``[optimizer]``, ``[schedule]`` and ``[train]``;
+every key is optional and defaults to the default MLP's value (see ``nn/configs/``). A
+misspelt key or a wrong type is an error that names the file, the table, the key, what was
+expected and what was found, so a typo never silently trains the default instead.
+
+>>> cfg = Config.from_toml('[train]\\nepochs = 3\\n')
+>>> cfg.train.epochs, cfg.optimizer.name
+(3, 'nesterov')
+>>> Config.from_toml(cfg.to_toml()) == cfg
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from nn.errors import DataError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+#: Configs shipped with the package: ``python -m nn train --config classic``.
+CONFIG_DIR = Path(__file__).with_name("configs")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: tuple[int, ...] = (800, 800)  # hidden layer widths; the input is 784, the output 10
+    activation: str = "relu"  # relu | sigmoid | tanh
+    output_activation: str = "none"  # none | relu | sigmoid | tanh (applied to the outputs)
+    loss: str = "softmax_cross_entropy"  # softmax_cross_entropy | mean_squared_error
+    init: str = "auto"  # auto (He for relu, Glorot otherwise) or a name from nn.init
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "nesterov"  # sgd | momentum | nesterov | adam
+    lr: float = 0.05
+    momentum: float = 0.9  # momentum, nesterov
+    beta1: float = 0.9  # adam
+    beta2: float = 0.999  # adam
+    eps: float = 1e-8  # adam
+    weight_decay: float = 5e-4  # coupled L2 on weights (not biases)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = "cosine"  # constant | step | cosine
+    every_epochs: int = 10  # step: multiply the lr by gamma every this many epochs
+    gamma: float = 0.1  # step
+    final_lr: float = 0.0  # cosine: the lr reached at the last step
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 128
+    validation: int = 5000  # the last images of the training set, held out for validation
+    seed: int = 0  # initialization, shuffling and augmentation all derive from it
+    shift: int = 2  # random translation by up to this many pixels (0: no augmentation)
+    patience: int = 0  # early stopping: epochs without a better validation loss (0: off)
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "<config>") -> Config:
+        """Parse and check a TOML document; ``source`` names it in errors."""
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise DataError(f"config {source}: not valid TOML: {e}") from e
+        return cls.from_dict(doc, source)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], source: str = "<config>") -> Config:
+        tables = {"model": ModelConfig, "optimizer": OptimizerConfig,
+                  "schedule": ScheduleConfig, "train": TrainConfig}  # fmt: skip
+        for name in doc:
+            if name not in tables:
+                raise DataError(
+                    f"config {source}: unknown table [{name}]; expected one of {sorted(tables)}"
+                )
+        parts = {}
+        for name, factory in tables.items():
+            table = doc.get(name, {})
+            if not isinstance(table, dict):
+                raise DataError(f"config {source}: [{name}] must be a table, found {table!r}")
+            parts[name] = _table(factory(), table, f"config {source}: [{name}]")
+        return cls(**parts)
+
+    @classmethod
+    def load(cls, path_or_name: str | Path) -> Config:
+        """Read a TOML file, or a shipped config by name (``"default"``, ``"classic"``)."""
+        path = Path(path_or_name)
+        if not path.exists() and (CONFIG_DIR / f"{path_or_name}.toml").exists():
+            path = CONFIG_DIR / f"{path_or_name}.toml"
+        if not path.exists():
+            shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+            raise DataError(
+                f"config {str(path_or_name)!r}: no such file, and not a shipped config "
+                f"(shipped: {', '.join(shipped)})"
+            )
+        return cls.from_toml(path.read_text(encoding="utf-8"), str(path))
+
+    def override(self, assignments: list[str]) -> Config:
+        """Apply ``table.key=value`` strings (values in TOML syntax), as ``--set`` does."""
+        doc = self.to_dict()
+        for item in assignments:
+            dotted, sep, value = item.partition("=")
+            table, dot, key = dotted.strip().partition(".")
+            if not sep or not dot:
+                raise DataError(f"--set {item!r}: expected table.key=value, e.g. train.epochs=3")
+            try:
+                parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+            except tomllib.TOMLDecodeError:
+                parsed = value.strip()  # a bare word is a string: optimizer.name=adam
+            doc.setdefault(table, {})[key] = parsed
+        return Config.from_dict(doc, "--set")
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {
+            f.name: {k: list(v) if isinstance(v, tuple) else v for k, v in vars(part).items()}
+            for f in fields(self)
+            for part in [getattr(self, f.name)]
+        }
+
+    def to_toml(self) -> str:
+        """The config as TOML that :meth:`from_toml` reads back equal."""
+        lines = []
+        for table, values in self.to_dict().items():
+            lines.append(f"[{table}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _table(default: Any, table: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(default)}
+    for key in table:
+        if key not in known:
+            raise DataError(f"{where}: unknown key {key!r}; expected one of {sorted(known)}")
+    values = {}
+    for key, value in table.items():
+        expected = getattr(default, key)
+        if isinstance(expected, tuple):
+            ok = isinstance(value, list) and all(_is_int(v) for v in value)
+            value = tuple(value) if ok else value
+        elif isinstance(expected, float):
+            ok = (_is_int(value) or isinstance(value, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(expected, int):
+            ok = _is_int(value)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            kind = "a list of integers" if isinstance(expected, tuple) else type(expected).__name__
+            raise DataError(f"{where}: {key} must be {kind}, found {value!r}")
+        values[key] = value
+    return dataclasses.replace(default, **values)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string uses JSON's escapes
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)

@@ -1,0 +1,194 @@
+"""Run folders: what ``python -m nn train`` writes and ``evaluate`` / ``predict`` read.
+
+A run folder holds everything needed to understand and reuse a training run, none of it
+pickled, each file written atomically::
+
+    config.toml            the configuration used (readable; `--config` accepts it back)
+    checkpoint.json, checkpoint-<hash>.npz   the latest training state, after every epoch
+                           (for --resume; see nn.checkpoint)
+    model/checkpoint.*     the trained weights (the best epoch's, if stopped early)
+    metrics.json           history per epoch, test accuracy, per-class accuracy, confusion
+    loss.png, accuracy.png, confusion.png    figures (when matplotlib is installed)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nn.activations import softmax
+from nn.atomic import write_text_atomic
+from nn.checkpoint import load_checkpoint, save_checkpoint
+from nn.config import Config
+from nn.data import fetch_mnist
+from nn.errors import DataError
+from nn.layers import Params
+from nn.metrics import accuracy, confusion_matrix, per_class_accuracy
+from nn.model import Sequential
+from nn.op import Array
+from nn.plots import save_figures
+from nn.png import read_png
+from nn.train import Progress, build_model, evaluate_loss, images_to_inputs, train
+
+Log = Callable[[str], None]
+
+
+def train_run(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    data_dir: str | None = None,
+    resume: bool = False,
+    stop_after: int | None = None,
+    progress: Progress | None = None,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Train on MNIST into ``run_dir``; return the metrics written to ``metrics.json``."""
+    run_dir = Path(run_dir)
+    if resume:
+        cfg = read_config(run_dir)
+    elif (run_dir / "checkpoint.json").exists():
+        raise DataError(
+            f"run folder {run_dir} already holds a run; pass --resume to continue it or "
+            f"choose another --out"
+        )
+    began = time.perf_counter()
+    data = fetch_mnist(data_dir)
+    log(f"MNIST from {data.source}")
+    model = build_model(cfg)
+    log(model.summary())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.toml", cfg.to_toml())
+    result = train(
+        cfg, data.x_train, data.y_train, run_dir=run_dir, resume=resume,
+        stop_after=stop_after, progress=progress,
+    )  # fmt: skip
+    meta = {"config": cfg.to_dict(), "model": model.config(), "epochs": len(result.history)}
+    save_checkpoint(run_dir / "model", params=result.params, opt_state={}, meta=meta)
+    test = score(model, result.params, data.x_test, data.y_test)
+    metrics = {
+        "test": test,
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "finished": len(result.history) == cfg.train.epochs or result.stopped_early,
+        "seconds": time.perf_counter() - began,
+        "data_source": data.source,
+    }
+    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    save_figures(run_dir, result.history, np.array(test["confusion"]), log=log)
+    return metrics
+
+
+def score(model: Sequential, params: Params, images: Array, labels: Array) -> dict[str, Any]:
+    """Loss, accuracy, per-class accuracy and confusion matrix on a labelled set."""
+    x = images_to_inputs(images)
+    predicted = model.predict(params, x).argmax(axis=1)
+    k = model.classes
+    return {
+        "images": len(labels),
+        "loss": evaluate_loss(model, params, x, labels)["val_loss"],
+        "accuracy": accuracy(labels, predicted),
+        "per_class_accuracy": per_class_accuracy(labels, predicted, k).tolist(),
+        "confusion": confusion_matrix(labels, predicted, k).tolist(),
+    }
+
+
+def read_config(run_dir: str | Path) -> Config:
+    path = Path(run_dir) / "config.toml"
+    if not path.exists():
+        raise DataError(f"{run_dir} is not a run folder: it has no config.toml")
+    return Config.load(path)
+
+
+def load_model(run_dir: str | Path) -> tuple[Config, Sequential, Params]:
+    """The config, the model and the trained weights of a run folder."""
+    cfg = read_config(run_dir)
+    model = build_model(cfg)
+    if not (Path(run_dir) / "model" / "checkpoint.json").exists():
+        raise DataError(
+            f"{run_dir} has no trained model yet (model/checkpoint.json); it is written when "
+            f"training ends: finish it with `python -m nn train --resume {run_dir}`"
+        )
+    params = load_checkpoint(Path(run_dir) / "model")[0]
+    expected = model.init(0)
+    for name, value in expected.items():
+        if name not in params or params[name].shape != value.shape:
+            got = params[name].shape if name in params else "missing"
+            raise DataError(
+                f"{run_dir}/model: parameter {name} should be {value.shape} for the model in "
+                f"config.toml, found {got}"
+            )
+    return cfg, model, params
+
+
+def evaluate_run(run_dir: str | Path, data_dir: str | None = None) -> dict[str, Any]:
+    """Score a run's trained model on the 10000 MNIST test images."""
+    _, model, params = load_model(run_dir)
+    data = fetch_mnist(data_dir)
+    return score(model, params, data.x_test, data.y_test)
+
+
+def read_images(path: str | Path) -> Array:
+    """uint8 images (N, 28, 28) from a .png (one image) or a .npy file ((28, 28) or (N, 28, 28)).
+
+    A .npy of floats must hold values in [0, 1]. Images are expected as MNIST's: a light
+    digit on a dark background; a picture whose border is mostly light (a dark digit on
+    white paper) is inverted, and the caller is told so.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".png":
+        images = read_png(path)[None]  # (1, H, W)
+    elif path.suffix.lower() == ".npy":
+        try:
+            images = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise DataError(f"{path}: not a readable .npy file ({e})") from e
+        if images.ndim == 2:
+            images = images[None]  # (1, H, W)
+        if images.dtype.kind == "f":
+            if images.size and (images.min() < 0 or images.max() > 1):
+                raise DataError(f"{path}: float pixels must lie in [0, 1], found "
+                                f"{images.min():.3g}..{images.max():.3g}")  # fmt: skip
+            images = np.rint(images * 255).astype(np.uint8)
+        elif images.dtype != np.uint8:
+            raise DataError(
+                f"{path}: pixels must be uint8 or float in [0, 1], found {images.dtype}"
+            )
+    else:
+        raise DataError(f"{path}: expected a .png or .npy file, found suffix {path.suffix!r}")
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{path}: images must be 28x28 pixels, found shape {images.shape}")
+    return images
+
+
+def light_background(images: Array) -> Array:
+    """Per image: is the 1-pixel border mostly light (mean above 127)?"""
+    border = np.concatenate(
+        [images[:, 0], images[:, -1], images[:, 1:-1, 0], images[:, 1:-1, -1]], axis=1
+    )  # (N, 108)
+    return np.asarray(border.mean(axis=1) > 127)
+
+
+def predict_files(run_dir: str | Path, files: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Classify each image of each file; one dict per image with the digit and probabilities."""
+    _, model, params = load_model(run_dir)
+    results = []
+    for f in files:
+        images = read_images(f)
+        inverted = light_background(images)
+        images = np.where(inverted[:, None, None], 255 - images, images).astype(np.uint8)
+        out = model.predict(params, images_to_inputs(images))  # (N, K)
+        logits = model.loss_name == "softmax_cross_entropy"
+        probs = softmax(out.astype(np.float64))[0] if logits else out
+        for i, p in enumerate(probs):
+            results.append({"file": str(f), "index": i, "digit": int(np.argmax(p)),
+                            "kind": "probability" if logits else "output",
+                            "probabilities": [float(v) for v in p],
+                            "inverted": bool(inverted[i])})  # fmt: skip
+    return results

@@ -1,0 +1,207 @@
+"""The trainer: it only loops, logs and saves (the math lives in verified parts).
+
+One epoch: a seeded permutation of the training images, minibatches gathered into a buffer
+allocated once, an optional random shift of each image, ``model.loss`` for the gradient,
+the optimizer's pure update at the schedule's learning rate, then the validation loss and
+accuracy. After each epoch the whole state (parameters, optimizer state, history, early
+stopping counters) is checkpointed atomically.
+
+**Resume is exact.** Every random draw of epoch ``e`` comes from a generator seeded with
+``(seed, e)``, never from a generator carried across epochs, so a run stopped after epoch
+``k`` and resumed from its checkpoint computes the same floating-point operations in the
+same order as an uninterrupted run: the final weights are bitwise equal (tested in
+``tests/test_train.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nn.augment import random_shift
+from nn.checkpoint import load_checkpoint, save_checkpoint
+from nn.config import Config
+from nn.errors import DataError, DivergenceError
+from nn.layers import Params
+from nn.model import Sequential, mlp
+from nn.op import Array
+from nn.optim import make_optimizer
+from nn.schedules import Constant, CosineDecay, StepDecay
+
+Progress = Callable[[dict[str, Any]], None]
+SHUFFLE, AUGMENT = 1, 2  # stream ids: keep each epoch's draws for each purpose apart
+
+
+@dataclass
+class Result:
+    params: Params  # the weights to keep: the last epoch's, or the best one's if stopped early
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+
+def images_to_inputs(images: Array) -> Array:
+    """uint8 images (N, 28, 28) -> float32 inputs (N, 784) in [0, 1]."""
+    if images.dtype != np.uint8:
+        raise DataError(f"images must be uint8 pixels 0..255, received dtype {images.dtype}")
+    return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)  # (N, 784)
+
+
+def build_model(cfg: Config, input_size: int = 784, classes: int = 10) -> Sequential:
+    """The MLP a config describes."""
+    m = cfg.model
+    out = None if m.output_activation == "none" else m.output_activation
+    init = None if m.init == "auto" else m.init
+    sizes = [input_size, *m.hidden, classes]
+    return mlp(sizes, activation=m.activation, output_activation=out, loss=m.loss, init=init)
+
+
+def build_optimizer(cfg: Config) -> Any:
+    o = cfg.optimizer
+    hyper: dict[str, Any] = {"weight_decay": o.weight_decay}
+    if o.name in ("momentum", "nesterov"):
+        hyper["beta"] = o.momentum
+    elif o.name == "adam":
+        hyper.update(beta1=o.beta1, beta2=o.beta2, eps=o.eps)
+    return make_optimizer(o.name, **hyper)
+
+
+def build_schedule(cfg: Config, steps_per_epoch: int) -> Callable[[int], float]:
+    s, lr = cfg.schedule, cfg.optimizer.lr
+    if s.name == "constant":
+        return Constant(lr)
+    if s.name == "step":
+        return StepDecay(lr, every=s.every_epochs * steps_per_epoch, gamma=s.gamma)
+    if s.name == "cosine":
+        return CosineDecay(lr, total=cfg.train.epochs * steps_per_epoch, final=s.final_lr)
+    raise DataError(f"[schedule] name must be constant, step or cosine, found {s.name!r}")
+
+
+def train(
+    cfg: Config,
+    x_train: Array,
+    y_train: Array,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    stop_after: int | None = None,
+    progress: Progress | None = None,
+) -> Result:
+    """Train the config's model on uint8 images (N, 28, 28) and labels (N,).
+
+    The last ``cfg.train.validation`` images are held out for validation. With ``run_dir``
+    the state is checkpointed there after every epoch; ``resume=True`` continues from that
+    checkpoint. ``stop_after=k`` ends after epoch ``k`` (as an interruption would).
+    """
+    t = cfg.train
+    if not 0 <= t.validation < len(x_train):
+        raise DataError(
+            f"[train] validation must be in 0..{len(x_train) - 1}, found {t.validation}"
+        )
+    if t.epochs < 1 or t.batch_size < 1:
+        raise DataError(
+            f"[train] epochs and batch_size must be >= 1, found {t.epochs}, {t.batch_size}"
+        )
+    n = len(x_train) - t.validation
+    x_val, y_val = images_to_inputs(x_train[n:]), y_train[n:]
+    images = x_train[:n].astype(np.float32) / np.float32(255)  # (n, 28, 28)
+    labels = y_train[:n].astype(np.int64)
+    model, opt = build_model(cfg), build_optimizer(cfg)
+    steps_per_epoch = -(-n // t.batch_size)
+    schedule = build_schedule(cfg, steps_per_epoch)
+
+    params = model.init(t.seed)
+    state = opt.init(params)
+    result = Result(params)
+    bad_epochs, best_loss, best_params, start = 0, np.inf, params, 0
+    if resume:
+        if run_dir is None:
+            raise DataError("resume needs the run folder to resume from")
+        params, state, meta = load_checkpoint(run_dir)
+        result.history, start = meta["history"], meta["epoch"]
+        bad_epochs, best_loss = meta["bad_epochs"], meta["best_val_loss"]
+        result.best_epoch = meta["best_epoch"]
+        best_params = load_checkpoint(Path(run_dir) / "best")[0] if t.patience else params
+
+    buffer = np.empty((t.batch_size, *images.shape[1:]), np.float32)  # allocated once
+    for epoch in range(start, t.epochs):
+        began = time.perf_counter()
+        order = epoch_order(t.seed, epoch, n)
+        shifts = np.random.default_rng([t.seed, epoch, AUGMENT])
+        seen, loss_sum, correct = 0, 0.0, 0
+        for step in range(steps_per_epoch):
+            idx = order[step * t.batch_size : (step + 1) * t.batch_size]
+            xb = np.take(images, idx, axis=0, out=buffer[: len(idx)])  # (B, 28, 28)
+            if t.shift:
+                xb = random_shift(xb, shifts, t.shift)
+            yb = labels[idx]
+            lr = schedule(epoch * steps_per_epoch + step)
+            value, grads, out = model.loss_and_outputs(params, (xb.reshape(len(idx), -1), yb))
+            if not np.isfinite(value):
+                raise DivergenceError(
+                    f"the training loss became {value} at epoch {epoch + 1}, step {step + 1} "
+                    f"(lr {lr:.3g}); lower [optimizer] lr or check the data"
+                )
+            params, state = opt.update(params, grads, state, lr=lr)
+            seen += len(idx)
+            loss_sum += value * len(idx)
+            correct += int(np.sum(out.argmax(axis=1) == yb))
+            if progress:
+                progress({"epoch": epoch + 1, "epochs": t.epochs, "step": step + 1,
+                          "steps": steps_per_epoch, "loss": loss_sum / seen,
+                          "accuracy": correct / seen,
+                          "images_per_second": seen / (time.perf_counter() - began)})  # fmt: skip
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "lr": lr,
+            "seconds": time.perf_counter() - began,
+            "images_per_second": seen / (time.perf_counter() - began),
+        }
+        if t.validation:
+            record.update(evaluate_loss(model, params, x_val, y_val))
+        result.history.append(record)
+        if t.validation and record["val_loss"] < best_loss:
+            best_loss, best_params, bad_epochs, result.best_epoch = (
+                record["val_loss"], params, 0, epoch + 1
+            )  # fmt: skip
+            if run_dir is not None and t.patience:
+                save_checkpoint(Path(run_dir) / "best", params=params, opt_state={}, meta={})
+        else:
+            bad_epochs += 1
+        if run_dir is not None:
+            meta = {"epoch": epoch + 1, "history": result.history, "bad_epochs": bad_epochs,
+                    "best_val_loss": float(best_loss), "best_epoch": result.best_epoch,
+                    "config": cfg.to_dict()}  # fmt: skip
+            save_checkpoint(run_dir, params=params, opt_state=state, meta=meta)
+        if progress:
+            progress({"end_of_epoch": True, **record})
+        if t.patience and bad_epochs >= t.patience:
+            result.stopped_early = True
+            break
+        if stop_after is not None and epoch + 1 >= stop_after:
+            break
+    result.params = best_params if result.stopped_early else params
+    return result
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> Array:
+    """The order of the ``n`` training images in ``epoch``: a fresh permutation each epoch,
+    drawn from ``(seed, epoch)`` alone so a resumed run draws the same one."""
+    return np.random.default_rng([seed, epoch, SHUFFLE]).permutation(n)
+
+
+def evaluate_loss(model: Sequential, params: Params, x: Array, y: Array) -> dict[str, float]:
+    """Mean loss and accuracy over a whole dataset, in batches."""
+    out = model.predict(params, x)  # (N, K)
+    total = 0.0
+    for i in range(0, len(x), 1000):
+        value, _ = model.loss_value(out[i : i + 1000], y[i : i + 1000])
+        total += float(value) * len(out[i : i + 1000])
+    return {"val_loss": total / len(x), "val_accuracy": float(np.mean(out.argmax(1) == y))}

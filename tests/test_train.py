@@ -1,0 +1,141 @@
+"""The trainer: exact resume, early stopping, determinism, and that it learns."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import synthetic_digits
+from nn.checkpoint import load_checkpoint
+from nn.config import Config
+from nn.errors import DataError, DivergenceError
+from nn.train import build_model, epoch_order, images_to_inputs, train
+
+SMALL = [
+    "model.hidden=[16]",
+    "train.epochs=4",
+    "train.batch_size=32",
+    "train.validation=100",
+    "optimizer.lr=0.1",
+]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return synthetic_digits(500, seed=3)
+
+
+def same_history(a, b):
+    drop = {"seconds", "images_per_second"}  # wall-clock figures differ between runs
+    return [{k: v for k, v in r.items() if k not in drop} for r in a] == [
+        {k: v for k, v in r.items() if k not in drop} for r in b
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],  # nesterov, cosine, shifts: the default recipe
+        ["optimizer.name=adam", "optimizer.lr=0.01", "schedule.name=step",
+         "schedule.every_epochs=1", "schedule.gamma=0.5", "train.patience=3"],
+        ["optimizer.name=sgd", "train.shift=0", "schedule.name=constant"],
+    ],
+    ids=["nesterov-cosine-shift", "adam-step-patience", "sgd-constant"],
+)  # fmt: skip
+@pytest.mark.parametrize("stop", [1, 2, 3])
+def test_resumed_run_is_bitwise_the_uninterrupted_run(tmp_path, digits, extra, stop):
+    cfg = Config().override(SMALL + extra)
+    x, y = digits
+    whole = train(cfg, x, y, run_dir=tmp_path / "whole")
+    cut = train(cfg, x, y, run_dir=tmp_path / "cut", stop_after=stop)
+    assert len(cut.history) == stop
+    resumed = train(cfg, x, y, run_dir=tmp_path / "cut", resume=True)
+    assert list(resumed.params) == list(whole.params)
+    for name in whole.params:
+        assert resumed.params[name].tobytes() == whole.params[name].tobytes(), name
+    assert same_history(resumed.history, whole.history)
+    # and the optimizer state on disk too
+    _, state_whole, _ = load_checkpoint(tmp_path / "whole")
+    _, state_resumed, _ = load_checkpoint(tmp_path / "cut")
+    assert all(state_whole[k].tobytes() == state_resumed[k].tobytes() for k in state_whole)
+
+
+def test_resume_really_depends_on_the_checkpoint(tmp_path, digits):
+    """A resume that silently restarted from scratch would still finish: show it would differ."""
+    cfg = Config().override(SMALL)
+    x, y = digits
+    whole = train(cfg, x, y)
+    other = train(cfg.override(["train.seed=1"]), x, y, run_dir=tmp_path, stop_after=2)
+    resumed = train(cfg, x, y, run_dir=tmp_path, resume=True)  # epochs 3, 4 from seed 1's state
+    assert len(other.history) == 2
+    assert any(resumed.params[k].tobytes() != whole.params[k].tobytes() for k in whole.params)
+
+
+def test_same_seed_same_weights_other_seed_other_weights(digits):
+    cfg = Config().override([*SMALL, "train.epochs=1"])
+    a, b = train(cfg, *digits), train(cfg, *digits)
+    c = train(cfg.override(["train.seed=1"]), *digits)
+    assert all(a.params[k].tobytes() == b.params[k].tobytes() for k in a.params)
+    assert any(a.params[k].tobytes() != c.params[k].tobytes() for k in a.params)
+
+
+def test_it_learns_the_synthetic_digits(digits):
+    cfg = Config().override([*SMALL, "train.epochs=5"])
+    result = train(cfg, *digits)
+    assert result.history[-1]["val_accuracy"] > 0.9
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    x_test, y_test = synthetic_digits(300, seed=4)
+    predicted = build_model(cfg).predict(result.params, images_to_inputs(x_test)).argmax(1)
+    assert np.mean(predicted == y_test) > 0.9
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path, digits):
+    # lr 0: the weights never move, so no epoch after the first can be better
+    cfg = Config().override([*SMALL, "train.epochs=10", "train.patience=2",
+                             "optimizer.lr=0.0", "schedule.name=constant"])  # fmt: skip
+    result = train(cfg, *digits, run_dir=tmp_path)
+    assert result.stopped_early and result.best_epoch == 1
+    assert len(result.history) == 3  # epoch 1 best, then 2 epochs without improvement
+    best = load_checkpoint(tmp_path / "best")[0]
+    assert all(best[k].tobytes() == result.params[k].tobytes() for k in best)
+
+
+def test_the_history_records_each_epoch(digits):
+    result = train(Config().override([*SMALL, "train.epochs=2"]), *digits)
+    keys = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
+            "seconds", "images_per_second"}  # fmt: skip
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert all(set(r) == keys for r in result.history)
+    json.dumps(result.history)  # JSON-able, for metrics.json
+
+
+def test_the_checkpoint_is_npz_and_json_without_pickle(tmp_path, digits):
+    train(Config().override([*SMALL, "train.epochs=1"]), *digits, run_dir=tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 2 and names[0].startswith("checkpoint-") and names[1] == "checkpoint.json"
+    with np.load(tmp_path / names[0], allow_pickle=False) as f:
+        assert all(f[k].dtype != object for k in f.files)
+
+
+def test_divergence_is_named(digits):
+    cfg = Config().override([*SMALL, "optimizer.lr=1e30", "optimizer.name=sgd"])
+    with np.errstate(all="ignore"), pytest.raises(DivergenceError, match=r"epoch 1, step \d+"):
+        train(cfg, *digits)
+
+
+def test_bad_arguments_are_named(digits):
+    x, y = digits
+    with pytest.raises(DataError, match=r"validation must be in 0\.\.499, found 500"):
+        train(Config().override(["train.validation=500"]), x, y)
+    with pytest.raises(DataError, match="images must be uint8"):
+        images_to_inputs(x.astype(np.float32))
+    with pytest.raises(DataError, match="resume needs the run folder"):
+        train(Config().override(SMALL), x, y, resume=True)
+
+
+def test_each_epoch_has_its_own_permutation():
+    orders = [epoch_order(0, e, 1000) for e in range(3)]
+    assert all(np.array_equal(np.sort(o), np.arange(1000)) for o in orders)
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+    assert np.array_equal(orders[1], epoch_order(0, 1, 1000))  # a function of (seed, epoch)
+    assert not np.array_equal(orders[0], epoch_order(1, 0, 1000))
