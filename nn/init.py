@@ -148,7 +148,7 @@ def _fans(name: str, shape: Any) -> tuple[int, int]:
             f"{name}: shape must be {expected}, with integer sides; received {shape!r}"
         )
     if min(sides) < 1:
-        # A fan of 0 leaves the variance 2 / fan undefined: there is nothing to scale for.
+        # A layer without inputs or outputs has nothing to scale, and 2 / fan_in is undefined.
         raise ShapeError(
             f"{name}: shape must have fan_in = D >= 1 and fan_out = M >= 1; received {shape!r}"
         )

@@ -124,7 +124,8 @@ def train(
             raise DataError("resume needs the run folder to resume from")
         params, state, meta = load_checkpoint(run_dir)
         result.history, start = meta["history"], meta["epoch"]
-        bad_epochs, best_loss = meta["bad_epochs"], meta["best_val_loss"]
+        bad_epochs = meta["bad_epochs"]
+        best_loss = np.inf if meta["best_val_loss"] is None else meta["best_val_loss"]
         result.best_epoch = meta["best_epoch"]
         best_params = load_checkpoint(Path(run_dir) / "best")[0] if t.patience else params
 
@@ -177,7 +178,8 @@ def train(
             bad_epochs += 1
         if run_dir is not None:
             meta = {"epoch": epoch + 1, "history": result.history, "bad_epochs": bad_epochs,
-                    "best_val_loss": float(best_loss), "best_epoch": result.best_epoch,
+                    "best_val_loss": float(best_loss) if np.isfinite(best_loss) else None,
+                    "best_epoch": result.best_epoch,
                     "config": cfg.to_dict()}  # fmt: skip
             save_checkpoint(run_dir, params=params, opt_state=state, meta=meta)
         if progress:

@@ -30,7 +30,6 @@ from nn.data import (
     WHEEL_MEMBER,
     MnistData,
     Source,
-    _ArraysOnlyUnpickler,
     cache_source,
     data_command,
     default_cache_path,
@@ -45,6 +44,7 @@ from nn.data import (
 )
 from nn.errors import DataError
 from nn.idx import write_idx
+from nn.mnist_wheel import _ArraysOnlyUnpickler
 
 NAMES = ("train_images", "train_labels", "test_images", "test_labels")
 FILES = (

@@ -3,8 +3,8 @@
 The statistical tests use fixed seeds, so they are deterministic. Their bounds are set so
 that, drawn with any other seed, a correct initializer would fail a check with probability
 ALPHA = 1e-6: each bound is the ALPHA quantile of the statistic's exact (chi-square) or
-central-limit distribution under the page's formula. On 512 x 512 = 262144 entries that
-resolves the variance to about 1%, while a wrong fan (fan_out for fan_in, a missing factor 2)
+central-limit distribution under the page's formula. On 262144 entries that resolves the
+variance to about 1%, while a wrong fan (fan_out for fan_in, a missing factor 2)
 changes it by a factor of 1.25 or more on the non-square shapes used here.
 
 The depth tests build 10-layer networks from the library's own ops (``linear``, ``relu``,
@@ -55,14 +55,15 @@ VARIANCE = {
 def reference(init, d, m):
     """The distribution the page specifies for a (d, m) weight, as a frozen scipy.stats one.
 
-    Written from the pages' formulas (std sqrt(Var), uniform limit sqrt(6 / fan)), not from
-    the code, so scipy's own ``var()`` checks the step Var(U(-a, a)) = a**2 / 3.
+    Written from the pages' formulas for the standard deviation and the uniform limit, not
+    from the code; scipy's own ``var()`` of it then checks the step Var(U(-a, a)) = a**2 / 3.
     """
-    fan = {glorot_variance: (d + m) / 2, he_variance: d / 2}[VARIANCE[init]]
-    if init in (glorot_normal, he_normal):
-        return stats.norm(loc=0, scale=math.sqrt(1 / fan))
-    limit = math.sqrt(3 / fan)  # sqrt(6 / (d + m)) for Glorot, sqrt(6 / d) for He
-    return stats.uniform(loc=-limit, scale=2 * limit)
+    if init is glorot_normal:
+        return stats.norm(loc=0, scale=math.sqrt(2 / (d + m)))
+    if init is he_normal:
+        return stats.norm(loc=0, scale=math.sqrt(2 / d))
+    limit = math.sqrt(6 / (d + m)) if init is glorot_uniform else math.sqrt(6 / d)
+    return stats.uniform(loc=-limit, scale=2 * limit)  # on [loc, loc + scale] = [-a, a]
 
 
 def check_mean_and_variance(w, variance, dist):
@@ -102,8 +103,7 @@ def check_uniform_bounds(init, shape, dtype):
     For a correct sampler, P(max w < a (1 - delta)) = (1 - delta/2)**n = e**-26 at
     n = 262144 and delta = 2e-4 (the same for min w): the limit is attained, not only kept.
     """
-    d, m = shape
-    limit = math.sqrt(3 * VARIANCE[init](d, m))
+    limit = reference(init, *shape).support()[1]
     w = init(np.random.default_rng(SEED), shape, dtype=dtype)
     assert w.dtype == dtype
     assert np.all(np.abs(w) <= np.asarray(limit, dtype=dtype))
@@ -265,8 +265,8 @@ def test_he_keeps_relu_second_moments_over_depth(init):
 
     Forward: E[z_l**2] = n Var(W) E[relu(z_{l-1})**2] = (2/n) n E[z_{l-1}**2] / 2, preserved
     in expectation over the weights. Backward: dz_{l-1} = (dz_l W_l^T) [z_{l-1} > 0], same
-    factor 2 * 1/2. A finite net fluctuates around that (log q_l / q_1 has a spread growing
-    like sqrt(5 l / n)): over 30 seeds the worst layer's deviation was a factor 1.4.
+    factor 2 * 1/2. A finite net fluctuates around that (log q_l / q_1 spreads with l / n,
+    Hanin & Rolnick 2018): over 30 seeds the worst layer was off by a factor 1.4.
     """
     q, c = depth_profile(np.random.default_rng(SEED), SQUARE_RELU, init, relu)
     assert within_factor_2(q, q[0]), q / q[0]
@@ -342,27 +342,33 @@ def test_glorot_tanh_follows_the_variance_recursion(x_std, keeps_band):
     assert within_factor_2(q, q[0]) is keeps_band, q / q[0]
 
 
+def standard_uniform(rng, shape):
+    """The "standard" U(-1/sqrt(n_in), 1/sqrt(n_in)) of Glorot & Bengio's comparison."""
+    limit = 1 / math.sqrt(shape[0])
+    return rng.uniform(-limit, limit, shape).astype(np.float32)
+
+
 @pytest.mark.spec("glorot", 6)
 @pytest.mark.parametrize(
-    "variance",
+    ("draw", "variance"),
     [
-        lambda d, m: 1 / d,
-        lambda d, m: 1 / m,
-        lambda d, m: (2 / math.sqrt(d)) ** 2 / 12,
-        lambda d, m: 1e-4,
+        (normal_with_variance(lambda d, m: 1 / d), lambda d, m: 1 / d),
+        (normal_with_variance(lambda d, m: 1 / m), lambda d, m: 1 / m),
+        (standard_uniform, lambda d, m: (2 / math.sqrt(d)) ** 2 / 12),
+        (normal_with_variance(lambda d, m: 1e-4), lambda d, m: 1e-4),
     ],
     ids=["fan_in only", "fan_out only", "U(+-1 over sqrt fan_in)", "std 0.01"],
 )
-def test_glorot_badly_scaled_inits_leave_the_band(variance):
+def test_glorot_badly_scaled_inits_leave_the_band(draw, variance):
     """The same linear net 512 -> 179 with other scalings leaves the band, as predicted.
 
     Var = 1 / n_in keeps the forward pass but the backward shrinks to n_10 / n_1 = 0.39;
     Var = 1 / n_out the reverse (forward grows to 2.6); the "standard" U(-1/sqrt(n_in),
-    1/sqrt(n_in)) of Glorot & Bengio's comparison has Var = 1 / (3 n_in), a factor 1/3 a
-    layer; std 0.01 gives n 1e-4 < 0.05 a layer. Each measured profile follows its
-    prediction to 20%.
+    1/sqrt(n_in)) of Glorot & Bengio's comparison has Var = (2 / sqrt(n_in))**2 / 12 =
+    1 / (3 n_in), a factor 1/3 a layer; std 0.01 gives n 1e-4 < 0.05 a layer. Each measured
+    profile follows its prediction to 20%.
     """
-    q, c = depth_profile(np.random.default_rng(SEED), TAPERED, normal_with_variance(variance), None)
+    q, c = depth_profile(np.random.default_rng(SEED), TAPERED, draw, None)
     assert not (within_factor_2(q, q[0]) and within_factor_2(c, c[-1]))
     variances = [variance(d, m) for d, m in itertools.pairwise(TAPERED)]
     q_predicted, c_predicted = predicted_linear_profiles(TAPERED, variances)
@@ -388,8 +394,8 @@ def check_shape_dtype_and_determinism(init, d, m, dtype, seed, as_list):
     if d * m >= 16:  # the call advanced rng: the next weights are fresh draws
         assert not np.array_equal(init(rng, shape, dtype=dtype), first)
     if init in (glorot_uniform, he_uniform):
-        limit = np.asarray(math.sqrt(3 * VARIANCE[init](d, m)), dtype=dtype)
-        assert np.all(np.abs(first) <= limit)
+        limit = reference(init, d, m).support()[1]
+        assert np.all(np.abs(first) <= np.asarray(limit, dtype=dtype))
     assert init(np.random.default_rng(seed), shape).dtype == np.float32  # the default
 
 

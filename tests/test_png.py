@@ -160,7 +160,7 @@ def test_paeth_ties_prefer_left_then_up(above, row):
     np.testing.assert_array_equal(decode_png(make_png(samples, 8, 0, [0, 4])), samples[..., 0])
 
 
-# An RGBA PNG written by Pillow 13.0 (libpng-style adaptive filters 1, 2, 2, 0, 4), with Pillow's
+# An RGBA PNG written by Pillow 13.0 (its adaptive filters chose 1, 2, 2, 0, 4), with Pillow's
 # decoded RGBA samples: a reference from an encoder that shares no code with this file.
 PILLOW_RGBA = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAYAAAAFCAYAAABmWJ3mAAAAiElEQVR4nAF9AIL/Ac8VLTxfuLFZ3Et32ZVi7roSQsX1"
