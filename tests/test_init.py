@@ -93,7 +93,8 @@ def check_matches_scipy(init, shape, dtype):
     dist = reference(init, d, m)
     assert dist.var() == pytest.approx(VARIANCE[init](d, m), rel=1e-12)
     w = init(np.random.default_rng(SEED), shape, dtype=dtype)
-    result = stats.kstest(w.astype(np.float64).ravel(), dist.cdf)
+    # The asymptotic Kolmogorov distribution: at n = 262144 its error is far below ALPHA.
+    result = stats.kstest(w.astype(np.float64).ravel(), dist.cdf, method="asymp")
     assert result.pvalue >= ALPHA, result
 
 
@@ -192,7 +193,7 @@ def test_keras_truncated_normal_has_the_variance_but_fails_the_plain_normal_test
     assert keras.std() == pytest.approx(sigma, rel=1e-12)
     assert keras.support()[1] == pytest.approx(2.2737 * sigma, rel=1e-4)
     sample = keras.rvs(size=512 * 512, random_state=np.random.default_rng(SEED))
-    assert stats.kstest(sample, stats.norm(scale=sigma).cdf).pvalue < ALPHA
+    assert stats.kstest(sample, stats.norm(scale=sigma).cdf, method="asymp").pvalue < ALPHA
 
 
 # --- depth: 10 layers of the library's own ops ---------------------------------------------
@@ -280,15 +281,15 @@ def test_he_keeps_relu_second_moments_over_depth(init):
     ids=["Var 1 over fan_in (Glorot on square layers)", "std 0.01"],
 )
 def test_he_badly_scaled_inits_leave_the_band(variance, factor):
-    """The same ReLU net, badly scaled: each layer multiplies q by n Var(W) / 2 = ``factor``.
+    """The same ReLU net (batch 250: the margins are wide), badly scaled: each layer
+    multiplies q by n Var(W) / 2 = ``factor``.
 
     Without He's 2 the second moment halves each layer (2**-9 after 9 layers); a fixed std of
     0.01 gives 0.0512 a layer. Both leave the factor-2 band, forward and backward, as
     predicted to within the finite-width spread (a factor 2).
     """
-    q, c = depth_profile(
-        np.random.default_rng(SEED), SQUARE_RELU, normal_with_variance(variance), relu
-    )
+    draw = normal_with_variance(variance)
+    q, c = depth_profile(np.random.default_rng(SEED), SQUARE_RELU, draw, relu, batch=250)
     assert not within_factor_2(q, q[0]) and not within_factor_2(c, c[-1])
     predicted = factor ** np.arange(10)
     assert np.all(np.abs(np.log(q / q[0] / predicted)) <= math.log(2)), q / q[0] / predicted
