@@ -9,11 +9,9 @@ State layout: ``"step"`` (int64, 0-d: the number of updates done), and per param
 ``"velocity/p"`` (momentum, Nesterov) or ``"m/p"`` and ``"v/p"`` (Adam), each with the
 parameter's shape and dtype.
 
-Every update computes in the parameter's dtype (float32 or float64): hyperparameters, the
-learning rate and Adam's bias corrections are converted to it first, so float32 parameters
-stay float32 even when they arrive as NumPy float64 scalars (NumPy 2 would promote).
-The rules are derived on the spec pages ``spec/sgd.md``, ``spec/momentum.md``,
-``spec/nesterov.md``, ``spec/adam.md`` and ``spec/weight_decay.md``.
+Every update computes in the parameter's dtype (float32 or float64): scalars are converted
+to it first, since NumPy 2 would promote float32 arrays meeting NumPy float64 scalars. The
+rules are derived on spec/sgd.md, momentum.md, nesterov.md, adam.md and weight_decay.md.
 
 >>> opt = make_optimizer("sgd")
 >>> params = {"w": np.array([1.0, -2.0])}
@@ -116,9 +114,10 @@ class _Optimizer:
                 g = g + dt(self.weight_decay) * w
             old = {slot: state[f"{slot}/{key}"] for slot in self.slots}
             new_w, slots = self._rule(w, g, old, dt(rate), t)
-            # 0-d arithmetic returns NumPy scalars; asarray keeps every value a 0-d array.
-            new_params[key] = np.asarray(new_w, dtype=w.dtype)
-            new_state.update({f"{s}/{key}": np.asarray(a, dtype=w.dtype) for s, a in slots.items()})
+            # 0-d arithmetic returns NumPy scalars; asarray keeps every value an array. No dtype
+            # argument: a cast here would hide a promotion to float64 inside the rule.
+            new_params[key] = np.asarray(new_w)
+            new_state.update({f"{s}/{key}": np.asarray(a) for s, a in slots.items()})
         return new_params, new_state
 
     def _rule(self, w: Array, g: Array, slots: State, lr: Any, t: int) -> tuple[Array, State]:
@@ -233,7 +232,7 @@ class Adam(_Optimizer):
         return w - lr * m_hat / (np.sqrt(v_hat) + dt(self.eps)), {"m": m, "v": v}
 
 
-Optimizer = SGD | Momentum | Adam
+Optimizer = SGD | Momentum | Adam  # for annotations: what make_optimizer returns
 _CHOICES: dict[str, type[SGD] | type[Momentum] | type[Adam]] = {
     "sgd": SGD,
     "momentum": Momentum,
@@ -242,7 +241,7 @@ _CHOICES: dict[str, type[SGD] | type[Momentum] | type[Adam]] = {
 }
 
 
-def make_optimizer(name: str, **hyper: Any) -> SGD | Momentum | Adam:
+def make_optimizer(name: str, **hyper: Any) -> Optimizer:
     """The optimizer called ``name`` with hyperparameters ``hyper``.
 
     ``make_optimizer(opt.name, **opt.config())`` rebuilds ``opt``. ``"nesterov"`` is

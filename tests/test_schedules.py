@@ -7,7 +7,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from nn.schedules import Constant, CosineDecay, StepDecay, make_schedule
@@ -77,6 +77,8 @@ def test_cosine_known_values():
     assert math.isclose(schedule(25), (1 + math.sqrt(0.5)) / 2, rel_tol=1e-15)
     assert math.isclose(schedule(50), 0.5, rel_tol=1e-15)
     assert math.isclose(schedule(75), (1 - math.sqrt(0.5)) / 2, rel_tol=1e-14)
+    # The textbook form final + (lr - final) (1 + cos) / 2 gives 0.30000000000000004 here.
+    assert CosineDecay(0.3, total=10, final=0.03)(0) == 0.3
 
 
 @pytest.mark.spec("schedules", 3)
@@ -97,11 +99,14 @@ def test_cosine_endpoints_midpoint_and_symmetry(lr, fraction, half, t):
 
 @pytest.mark.spec("schedules", 4)
 @given(schedule=schedules(), extra=st.lists(st.integers(0, 2 * 10**9), max_size=20))
+# At T = 1e9 the drop at T - 1 rounds to 1 and 1 - fl(0.9) = 0.09999999999999998 < final.
+@example(schedule=CosineDecay(1.0, total=10**9, final=0.1), extra=[])
 def test_schedules_never_increase(schedule, extra):
     """Invariant 4: without warmup every schedule is non-increasing in the step, and stays in
     [final, lr] (final = 0 for step decay, lr for a constant).
 
     Checked at both sides of each boundary and of the end, where rounding could misbehave.
+    Catches a cosine without the clamp at final (the explicit example).
     """
     steps = probe_steps(schedule, extra)
     values = [schedule(s) for s in steps]
