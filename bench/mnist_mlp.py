@@ -1,12 +1,14 @@
 """Issue 3's figures, printed: accuracy and time of the shipped MLP configs on real MNIST.
 
     python bench/mnist_mlp.py                 # all three measurements (about 5 minutes)
-    python bench/mnist_mlp.py default         # or any of: default classic epoch
+    python bench/mnist_mlp.py default         # or any of: default classic epoch noshift
 
 * ``default``: the default config (784-800-800-10 ReLU), trained as ``python -m nn train``
   does: test accuracy on the 10000 test images and the wall time of the whole run
   (loading MNIST from the cache, training, evaluating, writing the run folder).
 * ``classic``: the 784-30-10 sigmoid network with the quadratic cost (``--config classic``).
+* ``noshift``: the default config without the random shifts (``train.shift=0``), to show
+  what the augmentation is worth.
 * ``epoch``: seconds per epoch of a 784-256-10 ReLU MLP, SGD with momentum, batch 128, on
   all 60000 training images, float32 (the median of 5 epochs, as DESIGN.md's reference).
 
@@ -34,8 +36,8 @@ from nn.run import train_run
 from nn.train import train
 
 
-def run_config(name: str) -> dict[str, float]:
-    cfg = Config.load(name)
+def run_config(name: str, overrides: list[str] | None = None) -> dict[str, float]:
+    cfg = Config.load(name).override(overrides or [])
     with tempfile.TemporaryDirectory() as tmp:
         began = time.perf_counter()
         metrics = train_run(cfg, Path(tmp) / "run", progress=ProgressBar(sys.stdout))
@@ -68,6 +70,10 @@ def main(which: list[str]) -> None:
                 f"784-256-10 ReLU, momentum, batch 128, 60000 images: epoch median "
                 f"{t['median']:.2f} s (min {t['min']:.2f}, max {t['max']:.2f}, 5 epochs)"
             )
+        elif name == "noshift":
+            r = run_config("default", ["train.shift=0"])
+            rows.append(f"config default without shifts: test accuracy {100 * r['accuracy']:.2f}% "
+                        f"after {r['epochs']} epochs, whole run {r['seconds']:.1f} s")  # fmt: skip
         else:
             r = run_config(name)
             rows.append(f"config {name}: test accuracy {100 * r['accuracy']:.2f}% after "

@@ -1,8 +1,8 @@
 """Data augmentation: random translations of images.
 
 A digit moved by a pixel or two is the same digit. Showing the network each training image
-at a fresh random offset every epoch teaches it that, and it is what takes a plain MLP on
-MNIST from about 98.3% to about 99% test accuracy (``bench/mnist_mlp.py`` measures it).
+at a fresh random offset every epoch teaches it that, and it is what takes the default MLP on
+MNIST from 98.38% to 98.91% test accuracy (``python bench/mnist_mlp.py noshift default``).
 Augmentation touches only the data, never the gradient, so it needs no vjp.
 """
 

@@ -59,6 +59,7 @@ def check_vjp(
     jacobian: bool | None = None,
     raise_on_failure: bool = True,
     atol_scale: str = "moved",
+    names: Sequence[str] | None = None,
 ) -> Report:
     """Verify ``fn``'s vjp at ``arrays`` (float64) by the protocol P1-P4 and P7.
 
@@ -68,7 +69,9 @@ def check_vjp(
     gradient of the inputs moved (``"moved"``, the default) or of all inputs (``"all"``,
     for a whole network: an early layer's bias in a saturating net can have a gradient
     1e4 times smaller than the loss, below the rounding floor ``~1e-16 |f| / eps`` of a
-    central difference). Returns a :class:`~nn.report.Report`; raises
+    central difference). ``names`` labels the inputs in messages (default: the registered
+    op's argument names, else ``argument 0``, ``argument 1``, ...). Returns a
+    :class:`~nn.report.Report`; raises
     :class:`~nn.errors.VerificationError` when a check fails, unless ``raise_on_failure=False``.
 
     >>> from nn import tanh
@@ -84,7 +87,17 @@ def check_vjp(
     static = dict(static or {})
     info = info_of(fn)
     name = _name_of(fn)
-    names = info.arg_names if info else tuple(f"argument {i}" for i in range(len(arrays)))
+    if names is not None and len(names) != len(arrays):
+        raise ValueError(
+            f"check_vjp: names must label each of the {len(arrays)} inputs, received {names!r}"
+        )
+    names = (
+        tuple(names)
+        if names is not None
+        else info.arg_names
+        if info
+        else tuple(f"argument {i}" for i in range(len(arrays)))
+    )
     safe = (info.complex_safe if info else False) if complex_safe is None else complex_safe
     arrays = tuple(np.asarray(a) for a in arrays)
     for n, a in zip(names, arrays, strict=False):

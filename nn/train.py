@@ -49,7 +49,8 @@ def images_to_inputs(images: Array) -> Array:
     """uint8 images (N, 28, 28) -> float32 inputs (N, 784) in [0, 1]."""
     if images.dtype != np.uint8:
         raise DataError(f"images must be uint8 pixels 0..255, received dtype {images.dtype}")
-    return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)  # (N, 784)
+    flat = images.reshape(len(images), int(np.prod(images.shape[1:])))  # (N, 784), even N = 0
+    return flat.astype(np.float32) / np.float32(255)
 
 
 def build_model(cfg: Config, input_size: int = 784, classes: int = 10) -> Sequential:
@@ -119,9 +120,10 @@ def train(
     state = opt.init(params)
     result = Result(params)
     bad_epochs, best_loss, best_params, start = 0, np.inf, params, 0
-    if resume:
-        if run_dir is None:
-            raise DataError("resume needs the run folder to resume from")
+    if resume and run_dir is None:
+        raise DataError("resume needs the run folder to resume from")
+    # Interrupted before the first checkpoint: resuming is starting over, exactly.
+    if resume and run_dir is not None and (Path(run_dir) / "checkpoint.json").exists():
         params, state, meta = load_checkpoint(run_dir)
         result.history, start = meta["history"], meta["epoch"]
         bad_epochs = meta["bad_epochs"]

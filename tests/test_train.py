@@ -139,3 +139,9 @@ def test_each_epoch_has_its_own_permutation():
     assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
     assert np.array_equal(orders[1], epoch_order(0, 1, 1000))  # a function of (seed, epoch)
     assert not np.array_equal(orders[0], epoch_order(1, 0, 1000))
+
+
+def test_no_validation_split_trains_on_everything(digits):
+    result = train(Config().override([*SMALL, "train.epochs=1", "train.validation=0"]), *digits)
+    (record,) = result.history
+    assert "val_loss" not in record and record["train_accuracy"] > 0
