@@ -26,17 +26,61 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     b'hello'
     """
     path = Path(path)
+    tmp = _write_temporary(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def create_bytes_exclusive(path: str | os.PathLike[str], data: bytes) -> None:
+    """Like :func:`write_bytes_atomic`, but only if ``path`` does not exist yet.
+
+    Two processes racing to create the same file: exactly one wins, the other gets
+    :class:`FileExistsError` (``os.link`` refuses an existing target, atomically).
+    """
+    path = Path(path)
+    tmp = _write_temporary(path, data)
+    try:
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_directory(path.parent)
+
+
+def _write_temporary(path: Path, data: bytes) -> Path:
+    """``data`` in a new, flushed file next to ``path``, readable as the umask allows."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); a normal file gets 0666 minus the umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where directories can't open)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:

@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run_command(args)
-    except NNError as e:
+    except (NNError, OSError) as e:  # named errors and files: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 1
 
@@ -180,6 +180,7 @@ def predict_command(args: argparse.Namespace) -> int:
     for r in predict_files(args.run, args.files):
         where = r["file"] + (f"[{r['index']}]" if r["file"].endswith(".npy") else "")
         note = " (inverted: light background)" if r["inverted"] else ""
+        note += " (warning: the image is blank)" if r["blank"] else ""
         p = r["probabilities"][r["digit"]]
         print(f"{where}: {r['digit']} ({r['kind']} {p:.3f}){note}")
     return 0

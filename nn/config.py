@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -101,15 +102,60 @@ class Config:
             if not isinstance(table, dict):
                 raise DataError(f"config {source}: [{name}] must be a table, found {table!r}")
             parts[name] = _table(factory(), table, f"config {source}: [{name}]")
-        return cls(**parts)
+        config = cls(**parts)
+        if problems := config.problems():
+            raise DataError(f"config {source}: " + "; ".join(problems))
+        return config
+
+    def problems(self) -> list[str]:
+        """Every value out of its range, each naming its table and key, the allowed values
+        and what was found (types are checked when the file is read)."""
+        m, o, s, t = self.model, self.optimizer, self.schedule, self.train
+        activations = ("relu", "sigmoid", "tanh")
+        inits = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform")
+        checks = [
+            ("model", "hidden", all(h >= 1 for h in m.hidden), "widths >= 1"),
+            ("model", "activation", m.activation in activations, " | ".join(activations)),
+            ("model", "output_activation", m.output_activation in ("none", *activations),
+             " | ".join(("none", *activations))),
+            ("model", "loss", m.loss in ("softmax_cross_entropy", "mean_squared_error"),
+             "softmax_cross_entropy | mean_squared_error"),
+            ("model", "init", m.init in ("auto", *inits), " | ".join(("auto", *inits))),
+            ("optimizer", "name", o.name in ("sgd", "momentum", "nesterov", "adam"),
+             "sgd | momentum | nesterov | adam"),
+            ("optimizer", "lr", 0 <= o.lr < math.inf, "a finite number >= 0"),
+            ("optimizer", "momentum", 0 <= o.momentum < 1, "in [0, 1)"),
+            ("optimizer", "beta1", 0 <= o.beta1 < 1, "in [0, 1)"),
+            ("optimizer", "beta2", 0 <= o.beta2 < 1, "in [0, 1)"),
+            ("optimizer", "eps", 0 < o.eps < math.inf, "a finite number > 0"),
+            ("optimizer", "weight_decay", 0 <= o.weight_decay < math.inf, "a finite number >= 0"),
+            ("schedule", "name", s.name in ("constant", "step", "cosine"),
+             "constant | step | cosine"),
+            ("schedule", "every_epochs", s.every_epochs >= 1, "an integer >= 1"),
+            ("schedule", "gamma", 0 < s.gamma <= 1, "in (0, 1]"),
+            ("schedule", "final_lr", 0 <= s.final_lr <= o.lr, "in [0, optimizer.lr]"),
+            ("train", "epochs", t.epochs >= 1, "an integer >= 1"),
+            ("train", "batch_size", t.batch_size >= 1, "an integer >= 1"),
+            ("train", "validation", t.validation >= 0, "an integer >= 0"),
+            ("train", "seed", t.seed >= 0, "an integer >= 0"),
+            ("train", "shift", 0 <= t.shift <= 13, "an integer in 0..13 (pixels)"),
+            ("train", "patience", t.patience >= 0, "an integer >= 0 (0: off)"),
+            ("train", "patience", t.patience == 0 or t.validation > 0,
+             "0 when train.validation = 0: early stopping needs a validation split"),
+        ]  # fmt: skip
+        return [
+            f"[{table}] {key} must be {allowed}, found {getattr(getattr(self, table), key)!r}"
+            for table, key, ok, allowed in checks
+            if not ok
+        ]
 
     @classmethod
     def load(cls, path_or_name: str | Path) -> Config:
         """Read a TOML file, or a shipped config by name (``"default"``, ``"classic"``)."""
         path = Path(path_or_name)
-        if not path.exists() and (CONFIG_DIR / f"{path_or_name}.toml").exists():
+        if not path.is_file() and (CONFIG_DIR / f"{path_or_name}.toml").is_file():
             path = CONFIG_DIR / f"{path_or_name}.toml"
-        if not path.exists():
+        if not path.is_file():
             shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
             raise DataError(
                 f"config {str(path_or_name)!r}: no such file, and not a shipped config "
@@ -138,6 +184,16 @@ class Config:
             for f in fields(self)
             for part in [getattr(self, f.name)]
         }
+
+    def differences(self, other: Config) -> list[str]:
+        """``table.key: this vs other`` for every value that differs."""
+        a, b = self.to_dict(), other.to_dict()
+        return [
+            f"{table}.{key}: {a[table][key]!r} vs {b[table][key]!r}"
+            for table in a
+            for key in a[table]
+            if a[table][key] != b[table][key]
+        ]
 
     def to_toml(self) -> str:
         """The config as TOML that :meth:`from_toml` reads back equal."""

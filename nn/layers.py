@@ -135,7 +135,7 @@ class Activation(Layer):
         return y, activation_vjp
 
     def library_ops(self) -> tuple[OpFn, ...] | None:
-        return (self.fn,) if is_library_op(self.fn) else None
+        return (self.fn,) if is_library_activation(self.fn) else None
 
     def config(self) -> dict[str, Any]:
         return {"layer": "activation", "fn": self.name}
@@ -149,6 +149,14 @@ def is_library_op(fn: Any) -> bool:
     """
     info = REGISTRY.get(getattr(fn, "__name__", ""))
     return info is not None and info.fn is fn and fn.__module__.split(".")[0] == "nn"
+
+
+def is_library_activation(fn: Any) -> bool:
+    """A library op of one array whose output has its input's shape, such as ``relu``."""
+    if not is_library_op(fn):
+        return False
+    sig = REGISTRY[fn.__name__].signature
+    return len(sig.inputs) == 1 and sig.inputs[0] == sig.output
 
 
 def _flat(in_shape: Shape, who: str) -> Shape:

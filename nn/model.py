@@ -80,6 +80,12 @@ class Sequential:
                     raise VerificationError(_assembly_message(i, layer, report))
             self.shapes.append(tuple(layer.out_shape(self.shapes[-1])))
         self.names = [f"{layer.name}{i}" for i, layer in enumerate(self.layers)]
+        for name in self.names:  # parameters are found by "<name>.<key>": names must be clean
+            if "." in name or self.names.count(name) > 1:
+                raise ValueError(
+                    f"Sequential: layer names must be unique and without '.', so parameter "
+                    f"names are unambiguous; {name!r} is not"
+                )
 
     @property
     def classes(self) -> int:
@@ -242,6 +248,12 @@ def verify_layer(layer: Layer, in_shape: Shape, *, seed: int = 0, batch: int = 2
             return y, op_vjp
 
         as_op.__name__ = label
+        expected = (batch, *tuple(layer.out_shape(in_shape)))
+        if (got := np.shape(as_op(x, *params.values())[0])) != expected:
+            raise VerificationError(
+                f"{label}: out_shape says the output is {expected} for an input {x.shape}, "
+                f"but apply returned {got}"
+            )
         return check_vjp(
             as_op, x, *params.values(), seed=seed, raise_on_failure=False, names=["x", *names]
         )
@@ -265,8 +277,9 @@ def check_model(
     all jointly, in float64 (P12: run it at init and after some training steps).
 
     The absolute term of P2's tolerance uses the whole gradient's norm (``atol_scale="all"``):
-    in a deep sigmoid network the first layer's gradient can sit below the rounding floor of
-    a central difference taken on the loss, which is a property of the loss, not a bug.
+    in a deep sigmoid network the first layer's gradient can be 1e2-1e4 times smaller than
+    the loss, so ``1e-8 ||g_moved||`` would fall below the rounding floor ``1e-10 |f|`` of a
+    central difference taken on the loss: a property of the loss, not a bug.
     """
     names = list(params)
     x = np.asarray(batch[0], np.float64)

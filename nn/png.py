@@ -13,8 +13,10 @@ becomes the gray level nearest to
 
 with ITU-R BT.601 luma weights (``R = G = B`` for gray images), sample maximum
 ``S_max = 2^depth - 1`` (255 for palette entries) and alpha ``A`` (``A = A_max`` where the image
-has no alpha). Transparency is composited **over black**: MNIST digits are white on black, so a
-digit drawn on a transparent background keeps a black background. A ``tRNS`` chunk is honoured
+has no alpha). Transparency is composited over a ``background`` gray level, **black** by
+default (the term ``background * (1 - A / A_max)`` is then 0): MNIST digits are white on black,
+so a light digit drawn on a transparent background keeps a black background. For dark strokes
+on a transparent background, pass ``background=255``. A ``tRNS`` chunk is honoured
 (alpha per palette entry; one fully transparent gray level or RGB colour).
 
 Not supported, each a :class:`~nn.errors.DataError` naming the file and the reason: Adam7
@@ -51,7 +53,7 @@ _COLOUR_TYPES = {
 }
 
 
-def read_png(path: str | os.PathLike[str]) -> np.ndarray:
+def read_png(path: str | os.PathLike[str], *, background: int = 0) -> np.ndarray:
     """The PNG file at ``path`` as a uint8 gray image (H, W); see :func:`decode_png`.
 
     A missing file raises :class:`FileNotFoundError`; a malformed one :class:`DataError`.
@@ -62,7 +64,7 @@ def read_png(path: str | os.PathLike[str]) -> np.ndarray:
     >>> read_png(p)
     array([[  0, 128, 255]], dtype=uint8)
     """
-    return decode_png(Path(path).read_bytes(), name=str(path))
+    return decode_png(Path(path).read_bytes(), name=str(path), background=background)
 
 
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:
@@ -102,7 +104,7 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def decode_png(data: bytes, name: str = "PNG data") -> np.ndarray:
+def decode_png(data: bytes, name: str = "PNG data", *, background: int = 0) -> np.ndarray:
     """Decode the bytes of a PNG file to a uint8 gray image (H, W); ``name`` is used in errors.
 
     >>> gray_alpha = np.array([[[200, 255], [200, 128], [200, 0]]], dtype=np.uint8)  # (1, 3, 2)
@@ -152,7 +154,9 @@ def decode_png(data: bytes, name: str = "PNG data") -> np.ndarray:
     raw = _inflate(b"".join(idat), height * (stride + 1), name)
     rows = _unfilter(raw, height, stride, max(1, channels * depth // 8), name)  # (H, stride)
     samples = _samples(rows, width, channels, depth)  # (H, W, channels) int64
-    return _to_gray(samples, colour, depth, palette, trns, name)
+    if not 0 <= background <= 255:
+        raise DataError(f"{name}: background must be a gray level 0..255, received {background}")
+    return _to_gray(samples, colour, depth, palette, trns, name, background)
 
 
 def _chunks(data: bytes, name: str) -> list[tuple[bytes, bytes]]:
@@ -283,7 +287,13 @@ def _samples(rows: np.ndarray, width: int, channels: int, depth: int) -> np.ndar
 
 
 def _to_gray(
-    samples: np.ndarray, colour: int, depth: int, palette: np.ndarray | None, trns: bytes, name: str
+    samples: np.ndarray,
+    colour: int,
+    depth: int,
+    palette: np.ndarray | None,
+    trns: bytes,
+    name: str,
+    background: int = 0,
 ) -> np.ndarray:
     smax = 2**depth - 1
     opaque = np.ones(samples.shape[:2])  # (H, W) alpha as a fraction of full opacity
@@ -316,4 +326,5 @@ def _to_gray(
         luma = rgb[..., 0].astype(np.float64)  # (H, W)
     else:
         luma = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]  # (H, W)
-    return np.asarray(np.rint(luma * (255 / smax) * alpha).clip(0, 255), dtype=np.uint8)
+    gray = luma * (255 / smax) * alpha + background * (1 - alpha)  # composited over background
+    return np.asarray(np.rint(gray).clip(0, 255), dtype=np.uint8)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from nn.activations import softmax
-from nn.atomic import write_text_atomic
+from nn.atomic import create_bytes_exclusive, write_text_atomic
 from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.config import Config
 from nn.data import fetch_mnist
@@ -33,7 +33,15 @@ from nn.model import Sequential
 from nn.op import Array
 from nn.plots import save_figures
 from nn.png import read_png
-from nn.train import Progress, build_model, evaluate_loss, images_to_inputs, train
+from nn.train import (
+    Progress,
+    build_model,
+    build_optimizer,
+    build_schedule,
+    images_to_inputs,
+    mean_loss,
+    train,
+)
 
 Log = Callable[[str], None]
 
@@ -50,20 +58,24 @@ def train_run(
 ) -> dict[str, Any]:
     """Train on MNIST into ``run_dir``; return the metrics written to ``metrics.json``."""
     run_dir = Path(run_dir)
-    if resume:
-        cfg = read_config(run_dir)
-    elif (run_dir / "checkpoint.json").exists():
-        raise DataError(
-            f"run folder {run_dir} already holds a run; pass --resume to continue it or "
-            f"choose another --out"
-        )
+    cfg = read_config(run_dir) if resume else cfg
+    if problems := cfg.problems():
+        raise DataError("config: " + "; ".join(problems))
+    model = build_model(cfg)  # a config that cannot be built fails here, before any download
+    build_optimizer(cfg)
+    build_schedule(cfg, 1)
+    if not resume:
+        try:  # claim the folder: of two runs started into it, exactly one gets it
+            create_bytes_exclusive(run_dir / "config.toml", cfg.to_toml().encode("utf-8"))
+        except FileExistsError:
+            raise DataError(
+                f"run folder {run_dir} already holds a run; pass --resume to continue it or "
+                f"choose another --out"
+            ) from None
     began = time.perf_counter()
     data = fetch_mnist(data_dir)
     log(f"MNIST from {data.source}")
-    model = build_model(cfg)
     log(model.summary())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.toml", cfg.to_toml())
     result = train(
         cfg, data.x_train, data.y_train, run_dir=run_dir, resume=resume,
         stop_after=stop_after, progress=progress,
@@ -80,21 +92,25 @@ def train_run(
         "seconds": time.perf_counter() - began,
         "data_source": data.source,
     }
-    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+    # allow_nan=False: metrics.json stays strict JSON (an empty class's accuracy is null)
+    write_text_atomic(
+        run_dir / "metrics.json", json.dumps(metrics, indent=1, allow_nan=False) + "\n"
+    )
     save_figures(run_dir, result.history, np.array(test["confusion"]), log=log)
     return metrics
 
 
 def score(model: Sequential, params: Params, images: Array, labels: Array) -> dict[str, Any]:
     """Loss, accuracy, per-class accuracy and confusion matrix on a labelled set."""
-    x = images_to_inputs(images)
-    predicted = model.predict(params, x).argmax(axis=1)
+    out = model.predict(params, images_to_inputs(images))  # (N, K)
+    predicted = out.argmax(axis=1)
     k = model.classes
+    per_class = per_class_accuracy(labels, predicted, k)
     return {
         "images": len(labels),
-        "loss": evaluate_loss(model, params, x, labels)["val_loss"],
+        "loss": mean_loss(model, out, labels),
         "accuracy": accuracy(labels, predicted),
-        "per_class_accuracy": per_class_accuracy(labels, predicted, k).tolist(),
+        "per_class_accuracy": [None if np.isnan(a) else float(a) for a in per_class],
         "confusion": confusion_matrix(labels, predicted, k).tolist(),
     }
 
@@ -115,7 +131,12 @@ def load_model(run_dir: str | Path) -> tuple[Config, Sequential, Params]:
             f"{run_dir} has no trained model yet (model/checkpoint.json); it is written when "
             f"training ends: finish it with `python -m nn train --resume {run_dir}`"
         )
-    params = load_checkpoint(Path(run_dir) / "model")[0]
+    params, _, meta = load_checkpoint(Path(run_dir) / "model")
+    if differences := cfg.differences(Config.from_dict(meta["config"], f"{run_dir}/model")):
+        raise DataError(
+            f"{run_dir}: config.toml is not the config the model was trained with "
+            f"(config.toml vs model: {'; '.join(differences)})"
+        )
     expected = model.init(0)
     for name, value in expected.items():
         if name not in params or params[name].shape != value.shape:
@@ -143,7 +164,12 @@ def read_images(path: str | Path) -> Array:
     """
     path = Path(path)
     if path.suffix.lower() == ".png":
-        images = read_png(path)[None]  # (1, H, W)
+        try:
+            images = read_png(path)[None]  # (1, H, W)
+            if np.ptp(images) < 32:  # nothing visible over black: dark ink on transparency?
+                images = read_png(path, background=255)[None]
+        except OSError as e:
+            raise DataError(f"{path}: cannot read the file ({e.strerror or e})") from e
     elif path.suffix.lower() == ".npy":
         try:
             images = np.load(path, allow_pickle=False)
@@ -152,6 +178,8 @@ def read_images(path: str | Path) -> Array:
         if images.ndim == 2:
             images = images[None]  # (1, H, W)
         if images.dtype.kind == "f":
+            if not np.all(np.isfinite(images)):
+                raise DataError(f"{path}: float pixels must be finite, found NaN or infinity")
             if images.size and (images.min() < 0 or images.max() > 1):
                 raise DataError(f"{path}: float pixels must lie in [0, 1], found "
                                 f"{images.min():.3g}..{images.max():.3g}")  # fmt: skip
@@ -190,5 +218,6 @@ def predict_files(run_dir: str | Path, files: Sequence[str | Path]) -> list[dict
             results.append({"file": str(f), "index": i, "digit": int(np.argmax(p)),
                             "kind": "probability" if logits else "output",
                             "probabilities": [float(v) for v in p],
-                            "inverted": bool(inverted[i])})  # fmt: skip
+                            "inverted": bool(inverted[i]),
+                            "blank": bool(np.ptp(images[i]) < 32)})  # fmt: skip
     return results

@@ -83,6 +83,41 @@ def build_schedule(cfg: Config, steps_per_epoch: int) -> Callable[[int], float]:
     raise DataError(f"[schedule] name must be constant, step or cosine, found {s.name!r}")
 
 
+@dataclass
+class EarlyStopping:
+    """Early stopping on the validation loss: its whole state, so a checkpoint can hold it.
+
+    ``patience = 0`` only tracks the best epoch; otherwise the run stops once ``patience``
+    epochs in a row have not lowered the best validation loss, and keeps the best weights.
+    """
+
+    patience: int
+    best_loss: float = np.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped: bool = False
+
+    def update(self, epoch: int, val_loss: float) -> bool:
+        """Record an epoch's validation loss; return whether it is the best so far."""
+        better = val_loss < self.best_loss
+        if better:
+            self.best_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+        else:
+            self.bad_epochs += 1
+        self.stopped = self.patience > 0 and self.bad_epochs >= self.patience
+        return better
+
+    def to_meta(self) -> dict[str, Any]:
+        best = self.best_loss if np.isfinite(self.best_loss) else None  # JSON has no inf
+        return {"best_val_loss": best, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "stopped_early": self.stopped}  # fmt: skip
+
+    @classmethod
+    def from_meta(cls, patience: int, meta: dict[str, Any]) -> EarlyStopping:
+        best = np.inf if meta["best_val_loss"] is None else meta["best_val_loss"]
+        return cls(patience, best, meta["best_epoch"], meta["bad_epochs"], meta["stopped_early"])
+
+
 def train(
     cfg: Config,
     x_train: Array,
@@ -97,20 +132,26 @@ def train(
 
     The last ``cfg.train.validation`` images are held out for validation. With ``run_dir``
     the state is checkpointed there after every epoch; ``resume=True`` continues from that
-    checkpoint. ``stop_after=k`` ends after epoch ``k`` (as an interruption would).
+    checkpoint (a run that stopped early returns its result at once). ``stop_after=k`` ends
+    after epoch ``k`` (as an interruption would).
     """
     t = cfg.train
-    if not 0 <= t.validation < len(x_train):
+    if problems := cfg.problems():
+        raise DataError("config: " + "; ".join(problems))
+    if stop_after is not None and stop_after < 1:
+        raise DataError(f"stop_after must be an epoch >= 1, received {stop_after}")
+    if len(x_train) != len(y_train):
+        raise DataError(f"x_train has {len(x_train)} images but y_train {len(y_train)} labels")
+    if not t.validation < len(x_train):
         raise DataError(
             f"[train] validation must be in 0..{len(x_train) - 1}, found {t.validation}"
         )
-    if t.epochs < 1 or t.batch_size < 1:
-        raise DataError(
-            f"[train] epochs and batch_size must be >= 1, found {t.epochs}, {t.batch_size}"
-        )
+    if resume and run_dir is None:
+        raise DataError("resume needs the run folder to resume from")
     n = len(x_train) - t.validation
     x_val, y_val = images_to_inputs(x_train[n:]), y_train[n:]
-    images = x_train[:n].astype(np.float32) / np.float32(255)  # (n, 28, 28)
+    images = x_train[:n].astype(np.float32)  # (n, 28, 28), one copy
+    images /= np.float32(255)
     labels = y_train[:n].astype(np.int64)
     model, opt = build_model(cfg), build_optimizer(cfg)
     steps_per_epoch = -(-n // t.batch_size)
@@ -118,21 +159,16 @@ def train(
 
     params = model.init(t.seed)
     state = opt.init(params)
-    result = Result(params)
-    bad_epochs, best_loss, best_params, start = 0, np.inf, params, 0
-    if resume and run_dir is None:
-        raise DataError("resume needs the run folder to resume from")
+    result, stopping, best_params = Result(params), EarlyStopping(t.patience), params
     # Interrupted before the first checkpoint: resuming is starting over, exactly.
     if resume and run_dir is not None and (Path(run_dir) / "checkpoint.json").exists():
-        params, state, meta = load_checkpoint(run_dir)
-        result.history, start = meta["history"], meta["epoch"]
-        bad_epochs = meta["bad_epochs"]
-        best_loss = np.inf if meta["best_val_loss"] is None else meta["best_val_loss"]
-        result.best_epoch = meta["best_epoch"]
+        params, state, result.history, stopping = _restore(run_dir, cfg)
         best_params = load_checkpoint(Path(run_dir) / "best")[0] if t.patience else params
 
     buffer = np.empty((t.batch_size, *images.shape[1:]), np.float32)  # allocated once
-    for epoch in range(start, t.epochs):
+    for epoch in range(len(result.history), t.epochs):
+        if stopping.stopped or (stop_after is not None and epoch >= stop_after):
+            break
         began = time.perf_counter()
         order = epoch_order(t.seed, epoch, n)
         shifts = np.random.default_rng([t.seed, epoch, AUGMENT])
@@ -159,40 +195,44 @@ def train(
                           "steps": steps_per_epoch, "loss": loss_sum / seen,
                           "accuracy": correct / seen,
                           "images_per_second": seen / (time.perf_counter() - began)})  # fmt: skip
+        seconds = time.perf_counter() - began
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / seen,
             "train_accuracy": correct / seen,
             "lr": lr,
-            "seconds": time.perf_counter() - began,
-            "images_per_second": seen / (time.perf_counter() - began),
+            "seconds": seconds,
+            "images_per_second": seen / seconds,
         }
         if t.validation:
             record.update(evaluate_loss(model, params, x_val, y_val))
+            if stopping.update(epoch + 1, record["val_loss"]):
+                best_params = params
+                if run_dir is not None and t.patience:
+                    save_checkpoint(Path(run_dir) / "best", params=params, opt_state={}, meta={})
         result.history.append(record)
-        if t.validation and record["val_loss"] < best_loss:
-            best_loss, best_params, bad_epochs, result.best_epoch = (
-                record["val_loss"], params, 0, epoch + 1
-            )  # fmt: skip
-            if run_dir is not None and t.patience:
-                save_checkpoint(Path(run_dir) / "best", params=params, opt_state={}, meta={})
-        else:
-            bad_epochs += 1
-        if run_dir is not None:
-            meta = {"epoch": epoch + 1, "history": result.history, "bad_epochs": bad_epochs,
-                    "best_val_loss": float(best_loss) if np.isfinite(best_loss) else None,
-                    "best_epoch": result.best_epoch,
-                    "config": cfg.to_dict()}  # fmt: skip
+        if run_dir is not None:  # after "best": a checkpoint never points past a missing best
+            meta = {"epoch": epoch + 1, "history": result.history, "config": cfg.to_dict(),
+                    **stopping.to_meta()}  # fmt: skip
             save_checkpoint(run_dir, params=params, opt_state=state, meta=meta)
         if progress:
             progress({"end_of_epoch": True, **record})
-        if t.patience and bad_epochs >= t.patience:
-            result.stopped_early = True
-            break
-        if stop_after is not None and epoch + 1 >= stop_after:
-            break
-    result.params = best_params if result.stopped_early else params
+    result.stopped_early, result.best_epoch = stopping.stopped, stopping.best_epoch
+    result.params = best_params if stopping.stopped else params
     return result
+
+
+def _restore(
+    run_dir: str | Path, cfg: Config
+) -> tuple[Params, dict[str, Array], list[dict[str, Any]], EarlyStopping]:
+    """The state saved after the last finished epoch, for the same config only."""
+    params, state, meta = load_checkpoint(run_dir)
+    if differences := cfg.differences(Config.from_dict(meta["config"], f"{run_dir}")):
+        raise DataError(
+            f"{run_dir}: the checkpoint was made with another config (config.toml vs "
+            f"checkpoint: {'; '.join(differences)}); resume it with its own config"
+        )
+    return params, state, meta["history"], EarlyStopping.from_meta(cfg.train.patience, meta)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> Array:
@@ -202,10 +242,18 @@ def epoch_order(seed: int, epoch: int, n: int) -> Array:
 
 
 def evaluate_loss(model: Sequential, params: Params, x: Array, y: Array) -> dict[str, float]:
-    """Mean loss and accuracy over a whole dataset, in batches."""
+    """Validation loss and accuracy over a whole dataset, computed in batches."""
     out = model.predict(params, x)  # (N, K)
+    return {
+        "val_loss": mean_loss(model, out, y),
+        "val_accuracy": float(np.mean(out.argmax(1) == y)),
+    }
+
+
+def mean_loss(model: Sequential, out: Array, y: Array, batch_size: int = 1000) -> float:
+    """The model's loss averaged over all N outputs (N, K), in batches of ``batch_size``."""
     total = 0.0
-    for i in range(0, len(x), 1000):
-        value, _ = model.loss_value(out[i : i + 1000], y[i : i + 1000])
-        total += float(value) * len(out[i : i + 1000])
-    return {"val_loss": total / len(x), "val_accuracy": float(np.mean(out.argmax(1) == y))}
+    for i in range(0, len(out), batch_size):
+        value, _ = model.loss_value(out[i : i + batch_size], y[i : i + batch_size])
+        total += float(value) * len(out[i : i + batch_size])
+    return total / len(out)

@@ -79,6 +79,11 @@ def test_stop_and_resume_from_the_command_line(tmp_path, offline, capsys):
         (["train", "--set", "train.epoch=3"], "unknown key 'epoch'"),
         (["evaluate", "not-a-run"], "not-a-run is not a run folder: it has no config.toml"),
         (["train", "--resume", "r", "--set", "train.epochs=1"], "--resume uses the run's own"),
+        (["train", "--set", "model.activation=foo"], "[model] activation must be relu"),
+        (["train", "--set", "optimizer.lr=-1"], "[optimizer] lr must be a finite number >= 0"),
+        (["train", "--stop-after", "0"], "stop_after must be an epoch >= 1"),
+        (["train", "--config", "."], "no such file, and not a shipped config"),
+        (["predict", "run", "missing.png"], "run is not a run folder"),
     ],
 )
 def test_errors_are_one_line_not_a_traceback(argv, message, offline, capsys, tmp_path,
@@ -113,6 +118,66 @@ def test_help_describes_every_option(command, capsys):
     for action in sub[1]._actions:
         for flag in action.option_strings:
             assert flag in text
-        if action.option_strings and action.help is None:
-            pytest.fail(f"{command} {action.option_strings} has no help text")
+        if action.help is None:
+            pytest.fail(f"{command} {action.option_strings or action.dest} has no help text")
+        if not action.option_strings:  # a positional argument: named and explained
+            assert action.metavar in text and action.help in text
     assert len(text.splitlines()) > 3
+
+
+def rgba_png(gray, alpha):
+    """An 8-bit RGBA PNG (filter 0) of equal R, G, B = ``gray`` and the given alpha."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    h, w = gray.shape
+    pixels = np.stack([gray, gray, gray, alpha], axis=-1).astype(np.uint8)  # (H, W, 4)
+    raw = b"".join(b"\x00" + pixels[y].tobytes() for y in range(h))
+    header = struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))  # fmt: skip
+
+
+def test_predict_reads_dark_ink_on_a_transparent_background(tmp_path, offline, capsys):
+    run = tmp_path / "run"
+    main(["train", *FAST, "--out", str(run)])
+    digit = offline.x_test[0]
+    (tmp_path / "ink.png").write_bytes(rgba_png(np.zeros_like(digit), digit))  # black, alpha = ink
+    (tmp_path / "light.png").write_bytes(rgba_png(digit, np.full_like(digit, 255)))
+    (tmp_path / "empty.png").write_bytes(rgba_png(np.zeros_like(digit), np.zeros_like(digit)))
+    capsys.readouterr()
+    assert main(["predict", str(run), *(str(tmp_path / f) for f in
+                 ("ink.png", "light.png", "empty.png"))]) == 0  # fmt: skip
+    ink, light, empty = capsys.readouterr().out.splitlines()
+    assert ink.split(": ")[1].split()[0] == light.split(": ")[1].split()[0]
+    assert "inverted" in ink and "blank" not in ink
+    assert "(warning: the image is blank)" in empty
+
+
+def test_predict_names_a_missing_file(tmp_path, offline, capsys):
+    run = tmp_path / "run"
+    main(["train", *FAST, "--out", str(run)])
+    assert main(["predict", str(run), str(tmp_path / "nope.png")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.png: cannot read the file (No such file or directory)" in err
+    assert "Traceback" not in err
+
+
+def test_evaluate_refuses_a_config_edited_after_training(tmp_path, offline, capsys):
+    run = tmp_path / "run"
+    main(["train", *FAST, "--out", str(run)])
+    toml = (run / "config.toml").read_text().replace('activation = "relu"', 'activation = "tanh"')
+    (run / "config.toml").write_text(toml)
+    assert main(["evaluate", str(run)]) == 1
+    assert "model.activation: 'tanh' vs 'relu'" in capsys.readouterr().err
+
+
+def test_metrics_json_is_strict_json(tmp_path, offline):
+    main(["train", *FAST, "--out", str(tmp_path / "run")])
+    text = (tmp_path / "run" / "metrics.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))

@@ -69,3 +69,40 @@ def test_an_unknown_config_lists_the_shipped_ones(tmp_path):
     with pytest.raises(DataError, match="not a shipped config \\(shipped: classic, default\\)"):
         Config.load(tmp_path / "nope.toml")
     assert sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) == ["classic", "default"]
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("model.activation=foo", "[model] activation must be relu | sigmoid | tanh, found 'foo'"),
+        ("model.init=foo", "[model] init must be auto | glorot_normal"),
+        ("model.hidden=[0]", "[model] hidden must be widths >= 1, found (0,)"),
+        ("model.loss=hinge", "[model] loss must be softmax_cross_entropy | mean_squared_error"),
+        ("optimizer.name=adagrad", "[optimizer] name must be sgd | momentum | nesterov | adam"),
+        ("optimizer.lr=-1", "[optimizer] lr must be a finite number >= 0, found -1.0"),
+        ("optimizer.momentum=1.5", "[optimizer] momentum must be in [0, 1), found 1.5"),
+        ("schedule.final_lr=1.0", "[schedule] final_lr must be in [0, optimizer.lr], found 1.0"),
+        ("schedule.name=linear", "[schedule] name must be constant | step | cosine"),
+        ("train.seed=-1", "[train] seed must be an integer >= 0, found -1"),
+        ("train.shift=-1", "[train] shift must be an integer in 0..13 (pixels), found -1"),
+        ("train.patience=-1", "[train] patience must be an integer >= 0 (0: off), found -1"),
+        ("train.batch_size=0", "[train] batch_size must be an integer >= 1, found 0"),
+    ],
+)
+def test_values_out_of_range_are_named_before_anything_runs(assignment, message):
+    with pytest.raises(DataError) as e:
+        Config().override([assignment])
+    assert message in str(e.value)
+
+
+def test_early_stopping_needs_a_validation_split():
+    with pytest.raises(DataError, match="early stopping needs a validation split"):
+        Config().override(["train.validation=0", "train.patience=2"])
+
+
+def test_differences_name_each_changed_key():
+    changed = Config().override(["train.epochs=3", "optimizer.name=adam"])
+    assert Config().differences(changed) == [
+        "optimizer.name: 'nesterov' vs 'adam'",
+        "train.epochs: 20 vs 3",
+    ]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nn import activations
-from nn.errors import ShapeError, VerificationError
+from nn.errors import DataError, ShapeError, VerificationError
 from nn.layers import Activation, Dense, Layer
 from nn.model import Sequential, check_model, mlp, one_hot
 from nn.op import op
@@ -209,5 +209,33 @@ def test_assembly_refuses_non_layers():
 
 def test_one_hot_and_its_errors():
     np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
-    with pytest.raises(Exception, match=r"labels must lie in 0..2, received 0..3"):
+    with pytest.raises(DataError, match=r"labels must lie in 0\.\.2, received 0\.\.3"):
         one_hot(np.array([0, 3]), 3)
+
+
+def test_a_layer_whose_out_shape_lies_is_refused():
+    class Halve(Scale):  # keeps the default out_shape (the input's), returns half the width
+        def apply(self, params, x):
+            return x[:, ::2], lambda g: (np.repeat(g, 2, axis=1), {"s": np.zeros_like(params["s"])})
+
+    with pytest.raises(VerificationError, match=r"out_shape says the output is \(2, 4\)"):
+        Sequential([Halve(), Dense(3)], input_shape=(4,))
+
+
+def test_only_one_array_library_ops_are_trusted_activations():
+    from nn.linear import linear
+    from nn.losses import mean_squared_error
+
+    assert Activation(activations.softmax).library_ops() is not None
+    for fn in (linear, mean_squared_error):
+        assert Activation(fn).library_ops() is None
+        with pytest.raises(VerificationError, match="could not be verified"):
+            Sequential([Dense(3), Activation(fn)], input_shape=(2,))
+
+
+def test_layer_names_must_be_unique_and_dot_free():
+    class Named(Scale):
+        name = "a.b"
+
+    with pytest.raises(ValueError, match=r"'a\.b0' is not"):
+        Sequential([Named()], input_shape=(3,))

@@ -199,6 +199,17 @@ def test_alpha_composites_over_black_and_gray_is_exact():
     np.testing.assert_array_equal(decode_png(make_png(white, 16, 2, [0])), [[255, 255]])
 
 
+def test_alpha_composites_over_a_chosen_background():
+    # dark strokes on a transparent background, as drawing programs save them
+    pixels = np.array([[[0, 255], [0, 128], [0, 0], [100, 0]]])  # (1, 4, 2) gray, alpha
+    data = make_png(pixels, 8, 4, [0])
+    np.testing.assert_array_equal(decode_png(data), [[0, 0, 0, 0]])  # invisible over black
+    # 255 * (1 - 128/255) = 127: Y = luma * A + background * (1 - A)
+    np.testing.assert_array_equal(decode_png(data, background=255), [[0, 127, 255, 255]])
+    with pytest.raises(DataError, match=r"background must be a gray level 0\.\.255, received 300"):
+        decode_png(data, background=300)
+
+
 def test_trns_makes_a_palette_entry_gray_level_or_colour_transparent():
     index = np.array([0, 1, 2]).reshape(1, 3, 1)
     png = make_png(index, 8, 3, [0], plte=bytes([255] * 9), trns=bytes([0, 51]))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_digits
-from nn.checkpoint import load_checkpoint
+from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.config import Config
 from nn.errors import DataError, DivergenceError
 from nn.train import build_model, epoch_order, images_to_inputs, train
@@ -65,10 +65,21 @@ def test_resume_really_depends_on_the_checkpoint(tmp_path, digits):
     cfg = Config().override(SMALL)
     x, y = digits
     whole = train(cfg, x, y)
-    other = train(cfg.override(["train.seed=1"]), x, y, run_dir=tmp_path, stop_after=2)
-    resumed = train(cfg, x, y, run_dir=tmp_path, resume=True)  # epochs 3, 4 from seed 1's state
-    assert len(other.history) == 2
+    train(cfg, x, y, run_dir=tmp_path, stop_after=2)
+    params, state, meta = load_checkpoint(tmp_path)
+    halved = {k: v / 2 for k, v in params.items()}  # a different saved state
+    save_checkpoint(tmp_path, params=halved, opt_state=state, meta=meta)
+    resumed = train(cfg, x, y, run_dir=tmp_path, resume=True)
     assert any(resumed.params[k].tobytes() != whole.params[k].tobytes() for k in whole.params)
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path, digits):
+    cfg = Config().override(SMALL)
+    train(cfg, *digits, run_dir=tmp_path, stop_after=1)
+    with pytest.raises(
+        DataError, match=r"another config .*train\.seed: 0 vs 1|train\.seed: 1 vs 0"
+    ):
+        train(cfg.override(["train.seed=1"]), *digits, run_dir=tmp_path, resume=True)
 
 
 def test_same_seed_same_weights_other_seed_other_weights(digits):
@@ -89,15 +100,44 @@ def test_it_learns_the_synthetic_digits(digits):
     assert np.mean(predicted == y_test) > 0.9
 
 
-def test_early_stopping_keeps_the_best_epoch(tmp_path, digits):
-    # lr 0: the weights never move, so no epoch after the first can be better
-    cfg = Config().override([*SMALL, "train.epochs=10", "train.patience=2",
-                             "optimizer.lr=0.0", "schedule.name=constant"])  # fmt: skip
-    result = train(cfg, *digits, run_dir=tmp_path)
-    assert result.stopped_early and result.best_epoch == 1
-    assert len(result.history) == 3  # epoch 1 best, then 2 epochs without improvement
+def unlearnable_validation(digits):
+    """The held-out labels are shuffled: fitting the training set makes validation worse."""
+    x, y = digits
+    y = y.copy()
+    y[-100:] = np.random.default_rng(5).permutation(y[-100:]) + 1
+    y[-100:] %= 10
+    return x, y
+
+
+STOPPING = [*SMALL, "train.epochs=12", "train.patience=2", "optimizer.lr=0.3"]
+
+
+def test_early_stopping_keeps_the_best_epoch_not_the_last(tmp_path):
+    digits = unlearnable_validation(synthetic_digits(500, seed=3))
+    result = train(Config().override(STOPPING), *digits, run_dir=tmp_path)
+    assert result.stopped_early and len(result.history) == result.best_epoch + 2
+    losses = [r["val_loss"] for r in result.history]
+    assert result.best_epoch == 1 + int(np.argmin(losses)) and min(losses) < losses[-1]
     best = load_checkpoint(tmp_path / "best")[0]
-    assert all(best[k].tobytes() == result.params[k].tobytes() for k in best)
+    last = load_checkpoint(tmp_path)[0]
+    assert all(result.params[k].tobytes() == best[k].tobytes() for k in best)
+    assert any(result.params[k].tobytes() != last[k].tobytes() for k in last)
+
+
+@pytest.mark.parametrize("stop", [1, 2, 3, 4, 5])
+def test_an_early_stopped_run_resumes_bitwise(tmp_path, stop):
+    digits = unlearnable_validation(synthetic_digits(500, seed=3))
+    cfg = Config().override(STOPPING)
+    whole = train(cfg, *digits, run_dir=tmp_path / "whole")
+    assert whole.stopped_early and len(whole.history) < 12
+    train(cfg, *digits, run_dir=tmp_path / "cut", stop_after=stop)
+    resumed = train(cfg, *digits, run_dir=tmp_path / "cut", resume=True)
+    assert resumed.stopped_early and resumed.best_epoch == whole.best_epoch
+    assert same_history(resumed.history, whole.history)
+    assert all(resumed.params[k].tobytes() == whole.params[k].tobytes() for k in whole.params)
+    again = train(cfg, *digits, run_dir=tmp_path / "whole", resume=True)  # nothing left to do
+    assert same_history(again.history, whole.history)
+    assert all(again.params[k].tobytes() == whole.params[k].tobytes() for k in whole.params)
 
 
 def test_the_history_records_each_epoch(digits):
@@ -131,6 +171,10 @@ def test_bad_arguments_are_named(digits):
         images_to_inputs(x.astype(np.float32))
     with pytest.raises(DataError, match="resume needs the run folder"):
         train(Config().override(SMALL), x, y, resume=True)
+    with pytest.raises(DataError, match="x_train has 500 images but y_train 499 labels"):
+        train(Config().override(SMALL), x, y[:-1])
+    with pytest.raises(DataError, match="stop_after must be an epoch >= 1, received 0"):
+        train(Config().override(SMALL), x, y, stop_after=0)
 
 
 def test_each_epoch_has_its_own_permutation():

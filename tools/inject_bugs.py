@@ -1,4 +1,4 @@
-"""Inject classic backward- and forward-pass bugs into the real ops; the suite must go red.
+"""Inject classic bugs into the ops, optimizers, initializers and trainer; the suite must go red.
 
 Each bug is applied to a copy of the repository in a temporary directory (the work tree is
 never touched), the test suite runs there, and the script prints which tests caught it.
@@ -46,6 +46,32 @@ BUGS = {
         "nn/linear.py",
         "y = np.matmul(x, w) + b[..., None, :]",
         "y = np.matmul(x, w) + b[..., None, :] + 1e-3",
+    ),
+    # Beyond the ops: the parts a model is assembled from, and the trainer's exact resume.
+    "Adam without bias correction": (
+        "nn/optim.py",
+        "m_hat = m / dt(1.0 - b1**t)",
+        "m_hat = m",
+    ),
+    "Nesterov look-ahead from the old velocity": (
+        "nn/optim.py",
+        "step = g + beta * v if self.nesterov else v",
+        "step = g + beta * slots['velocity'] if self.nesterov else v",
+    ),
+    "weight decay applied to biases too": (
+        "nn/optim.py",
+        "if self.weight_decay > 0 and w.ndim >= 2:",
+        "if self.weight_decay > 0:",
+    ),
+    "He normal scaled by fan_out": (
+        "nn/init.py",
+        'return _normal("he_normal", rng, (n_in, n_out), math.sqrt(2 / n_in), dtype)',
+        'return _normal("he_normal", rng, (n_in, n_out), math.sqrt(2 / n_out), dtype)',
+    ),
+    "augmentation drawn from an unseeded generator (resume no longer exact)": (
+        "nn/train.py",
+        "shifts = np.random.default_rng([t.seed, epoch, AUGMENT])",
+        "shifts = np.random.default_rng()",
     ),
 }
 
