@@ -277,7 +277,7 @@ def check_model(
     all jointly, in float64 (P12: run it at init and after some training steps).
 
     The absolute term of P2's tolerance uses the whole gradient's norm (``atol_scale="all"``):
-    in a deep sigmoid network the first layer's gradient can be 1e2-1e4 times smaller than
+    in a deep sigmoid network the first layer's gradient can be 1e2-1e4 times (or more) below
     the loss, so ``1e-8 ||g_moved||`` would fall below the rounding floor ``1e-10 |f|`` of a
     central difference taken on the loss: a property of the loss, not a bug.
     """

@@ -65,14 +65,17 @@ def check_vjp(
 
     ``complex_safe`` defaults to the registry's entry for registered ops and to ``False``
     for a user's function; ``jacobian`` defaults to whether all inputs together have at
-    most 300 entries. ``atol_scale`` chooses the ``||g||`` of the absolute term: the
-    gradient of the inputs moved (``"moved"``, the default) or of all inputs (``"all"``,
-    for a whole network: an early layer's bias in a saturating net can have a gradient
-    1e2-1e4 times smaller than the loss, and then P2's absolute term ``1e-8 ||g_moved||``
-    falls below the rounding floor ``~1e-16 |f| / eps = 1e-10 |f|`` of the central
-    difference, so a correct gradient would fail). ``names`` labels the inputs in messages (default: the registered
-    op's argument names, else ``argument 0``, ``argument 1``, ...). Returns a
-    :class:`~nn.report.Report`; raises
+    most 300 entries.
+
+    ``atol_scale`` chooses the ``||g||`` of the absolute term: the gradient of the inputs
+    moved (``"moved"``, the default) or of all inputs (``"all"``, for a whole network). An
+    early layer's bias in a saturating net can have a gradient 1e2-1e4 times smaller than
+    the loss, or more; then P2's absolute term ``1e-8 ||g_moved||`` falls below the rounding
+    floor ``~1e-16 |f| / eps = 1e-10 |f|`` of the central difference, and a correct gradient
+    would fail. ``names`` labels the inputs in messages (default: the registered op's
+    argument names, else ``argument 0``, ``argument 1``, ...).
+
+    Returns a :class:`~nn.report.Report`; raises
     :class:`~nn.errors.VerificationError` when a check fails, unless ``raise_on_failure=False``.
 
     >>> from nn import tanh

@@ -284,14 +284,16 @@ def test_bad_hyperparameters_are_named(make, message):
 
 @pytest.mark.spec("momentum", 1)
 @pytest.mark.spec("nesterov", 5)
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 @given(problem=problems(), nesterov=st.booleans(), steps=st.integers(1, 4))
-def test_momentum_with_beta_zero_is_sgd(problem, nesterov, steps):
-    """Momentum (classical or Nesterov) with beta = 0 is SGD, bit for bit.
+def test_momentum_with_beta_zero_is_sgd(weight_decay, problem, nesterov, steps):
+    """Momentum (classical or Nesterov) with beta = 0 is SGD, bit for bit, with and without
+    weight decay.
 
     Catches a damping factor (1 - beta) g, or a velocity that outlives beta = 0.
     """
     params, grads = problem
-    decay = {"weight_decay": 0.01}
+    decay = {"weight_decay": weight_decay}
     sgd, _ = run(SGD(**decay), params, lambda p, t: grads, steps)
     heavy, _ = run(
         Momentum(beta=0.0, nesterov=nesterov, **decay), params, lambda p, t: grads, steps
