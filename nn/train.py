@@ -30,7 +30,7 @@ from nn.errors import DataError, DivergenceError
 from nn.layers import Params
 from nn.model import Sequential, mlp
 from nn.op import Array
-from nn.optim import make_optimizer
+from nn.optim import Optimizer, make_optimizer
 from nn.schedules import Constant, CosineDecay, StepDecay
 
 Progress = Callable[[dict[str, Any]], None]
@@ -62,7 +62,8 @@ def build_model(cfg: Config, input_size: int = 784, classes: int = 10) -> Sequen
     return mlp(sizes, activation=m.activation, output_activation=out, loss=m.loss, init=init)
 
 
-def build_optimizer(cfg: Config) -> Any:
+def build_optimizer(cfg: Config) -> Optimizer:
+    """The update rule of ``[optimizer]`` (its ``lr`` goes to the schedule, not here)."""
     o = cfg.optimizer
     hyper: dict[str, Any] = {"weight_decay": o.weight_decay}
     if o.name in ("momentum", "nesterov"):
@@ -73,6 +74,7 @@ def build_optimizer(cfg: Config) -> Any:
 
 
 def build_schedule(cfg: Config, steps_per_epoch: int) -> Callable[[int], float]:
+    """The learning rate as a function of the global step; epochs become steps here."""
     s, lr = cfg.schedule, cfg.optimizer.lr
     if s.name == "constant":
         return Constant(lr)
