@@ -110,8 +110,7 @@ class Sequential:
             )
         vjps = []
         for name, layer in zip(self.names, self.layers, strict=True):
-            mine = {k.split(".", 1)[1]: v for k, v in params.items() if k.split(".")[0] == name}
-            x, vjp = layer.apply(mine, x)
+            x, vjp = layer.apply(layer_params(params, name), x)
             vjps.append(vjp)
 
         def model_vjp(g: Array) -> Params:
@@ -164,11 +163,16 @@ class Sequential:
         lines = [f"input {self.input_shape}"]
         params = self.init(0, np.float64)
         for name, shape in zip(self.names, self.shapes[1:], strict=True):
-            count = sum(v.size for k, v in params.items() if k.split(".")[0] == name)
+            count = sum(v.size for v in layer_params(params, name).values())
             lines.append(f"{name:<12} -> {shape!s:<10} {count:>9,} parameters")
         total = sum(v.size for v in params.values())
         lines.append(f"loss {self.loss_name}, {total:,} parameters")
         return "\n".join(lines)
+
+
+def layer_params(params: Params, name: str) -> Params:
+    """One layer's parameters under their own names: ``"dense0.w"`` -> ``"w"`` for ``dense0``."""
+    return {k.partition(".")[2]: v for k, v in params.items() if k.partition(".")[0] == name}
 
 
 def mlp(

@@ -8,7 +8,7 @@ import pytest
 from nn import activations
 from nn.errors import DataError, ShapeError, VerificationError
 from nn.layers import Activation, Dense, Layer
-from nn.model import Sequential, check_model, mlp, one_hot
+from nn.model import Sequential, check_model, layer_params, mlp, one_hot
 from nn.op import op
 from nn.optim import SGD
 from nn.testing import check_vjp
@@ -24,8 +24,7 @@ def batch_away_from_kinks(model, params, seed, n=3):
         for name, layer in zip(model.names, model.layers, strict=True):
             if isinstance(layer, Activation):
                 margin = min(margin, float(np.abs(h).min()))
-            mine = {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(name + ".")}
-            h = layer.apply(mine, h)[0]
+            h = layer.apply(layer_params(params, name), h)[0]
         if margin >= 1e-3:
             return x, y
     raise AssertionError("no batch away from the kinks")
