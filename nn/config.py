@@ -102,10 +102,13 @@ class Config:
             if not isinstance(table, dict):
                 raise DataError(f"config {source}: [{name}] must be a table, found {table!r}")
             parts[name] = _table(factory(), table, f"config {source}: [{name}]")
-        config = cls(**parts)
-        if problems := config.problems():
+        return cls(**parts).check(source)
+
+    def check(self, source: str = "<config>") -> Config:
+        """``self``, or :class:`~nn.errors.DataError` listing every :meth:`problems` entry."""
+        if problems := self.problems():
             raise DataError(f"config {source}: " + "; ".join(problems))
-        return config
+        return self
 
     def problems(self) -> list[str]:
         """Every value out of its range, each naming its table and key, the allowed values

@@ -36,8 +36,6 @@ from nn.png import read_png
 from nn.train import (
     Progress,
     build_model,
-    build_optimizer,
-    build_schedule,
     images_to_inputs,
     mean_loss,
     train,
@@ -58,12 +56,8 @@ def train_run(
 ) -> dict[str, Any]:
     """Train on MNIST into ``run_dir``; return the metrics written to ``metrics.json``."""
     run_dir = Path(run_dir)
-    cfg = read_config(run_dir) if resume else cfg
-    if problems := cfg.problems():
-        raise DataError("config: " + "; ".join(problems))
-    model = build_model(cfg)  # a config that cannot be built fails here, before any download
-    build_optimizer(cfg)
-    build_schedule(cfg, 1)
+    cfg = read_config(run_dir) if resume else cfg.check()  # bad values fail before any download
+    model = build_model(cfg)
     if not resume:
         try:  # claim the folder: of two runs started into it, exactly one gets it
             create_bytes_exclusive(run_dir / "config.toml", cfg.to_toml().encode("utf-8"))

@@ -138,8 +138,7 @@ def train(
     after epoch ``k`` (as an interruption would).
     """
     t = cfg.train
-    if problems := cfg.problems():
-        raise DataError("config: " + "; ".join(problems))
+    cfg.check()
     if stop_after is not None and stop_after < 1:
         raise DataError(f"stop_after must be an epoch >= 1, received {stop_after}")
     if len(x_train) != len(y_train):

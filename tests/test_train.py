@@ -189,3 +189,12 @@ def test_no_validation_split_trains_on_everything(digits):
     result = train(Config().override([*SMALL, "train.epochs=1", "train.validation=0"]), *digits)
     (record,) = result.history
     assert "val_loss" not in record and record["train_accuracy"] > 0
+
+
+def test_a_config_built_in_python_is_checked_too(digits):
+    from dataclasses import replace
+
+    cfg = Config()
+    bad = replace(cfg, train=replace(cfg.train, validation=0, patience=2))  # skips from_toml
+    with pytest.raises(DataError, match="early stopping needs a validation split"):
+        train(bad, *digits)
