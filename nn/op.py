@@ -15,7 +15,14 @@ and the shapes received, instead of a bare NumPy broadcasting error deep inside.
 
 Loop dimensions follow gufunc rules: leading dimensions outside the core ones
 broadcast against each other, and a vjp sums a cotangent back over the dimensions its
-input was broadcast along (:func:`unbroadcast`).
+input was broadcast along (:func:`unbroadcast`). An op registered with ``loops=False``
+(``conv2d``: its inputs already have a batch axis) takes no loop dimensions.
+
+An output dimension that no input has is *derived*: its size follows from the inputs' core
+sizes and the static arguments, by the op's ``derive`` function. ``conv2d``'s
+``(n,c,h,w),(k,c,r,s),(k)->(n,k,p,q)`` derives ``p`` and ``q`` from ``h``, ``r``, the
+stride, the padding and the dilation. The check refuses static arguments that would make a
+derived size less than 1, before any arithmetic.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ Array = np.ndarray[Any, Any]
 VJP = Callable[[Any], tuple[Array, ...]]
 OpFn = Callable[..., tuple[Array, VJP]]
 Shape = tuple[int, ...]
+Derive = Callable[..., dict[str, int]]
+"""``derive(sizes, **static) -> {name: size}`` for the derived output dimensions."""
 
 _CORE = re.compile(r"\(([^()]*)\)")
 _SIDE = re.compile(r"\(\w*(,\w+)*\)(,\(\w*(,\w+)*\))*")
@@ -63,11 +72,13 @@ class Signature:
         inputs, outputs = groups(left), groups(right)
         if len(outputs) != 1:
             raise ValueError(f"signature {text!r} must have one output")
-        if unknown := set(outputs[0]) - {n for core in inputs for n in core}:
-            raise ValueError(
-                f"signature {text!r}: output dimension(s) {sorted(unknown)} of no input"
-            )
         return cls(text.replace(" ", ""), inputs, outputs[0])
+
+    @property
+    def derived(self) -> tuple[str, ...]:
+        """Output dimensions of no input: their sizes come from the op's ``derive``."""
+        known = {n for core in self.inputs for n in core}
+        return tuple(n for n in self.output if n not in known)
 
     def output_shape(
         self,
@@ -75,12 +86,17 @@ class Signature:
         shapes: list[Shape],
         names: tuple[str, ...] = (),
         nonempty: tuple[str, ...] = (),
+        *,
+        loops: bool = True,
+        derive: Derive | None = None,
+        static: dict[str, Any] | None = None,
     ) -> Shape:
         """Check ``shapes`` against the signature; return the output's shape.
 
         ``names`` are the arguments' names for the messages; core dimensions in ``nonempty``
-        must be at least 1. Raises :class:`~nn.errors.ShapeError` naming ``op``, the
-        signature and every shape received.
+        must be at least 1; with ``loops=False`` no input may have loop dimensions. Derived
+        output sizes come from ``derive(sizes, **static)`` and must be at least 1. Raises
+        :class:`~nn.errors.ShapeError` naming ``op``, the signature and every shape received.
         """
 
         def fail(why: str) -> ShapeError:
@@ -93,7 +109,7 @@ class Signature:
         if len(shapes) != len(self.inputs):
             raise fail(f"expected {len(self.inputs)} array argument(s), received {len(shapes)}")
         sizes: dict[str, tuple[int, int]] = {}  # core name -> (size, input that set it)
-        loops: list[Shape] = []
+        loops_: list[Shape] = []
         for i, (shape, core) in enumerate(zip(shapes, self.inputs, strict=True)):
             if len(shape) < len(core):
                 raise fail(
@@ -101,7 +117,12 @@ class Signature:
                     f"received {len(shape)}"
                 )
             split = len(shape) - len(core)
-            loops.append(shape[:split])
+            if split and not loops:
+                raise fail(
+                    f"{arg(i)} must have exactly {len(core)} dimension(s) ({','.join(core)}), "
+                    f"received {len(shape)}"
+                )
+            loops_.append(shape[:split])
             for name, size in zip(core, shape[split:], strict=True):
                 if name in sizes and sizes[name][0] != size:
                     seen, where = sizes[name]
@@ -113,10 +134,22 @@ class Signature:
             if sizes[name][0] == 0:
                 raise fail(f"dimension {name!r} must be at least 1, received 0")
         try:
-            loop = np.broadcast_shapes(*loops)
+            loop = np.broadcast_shapes(*loops_)
         except ValueError:
-            raise fail(f"loop dimensions {loops} do not broadcast") from None
-        return tuple(loop) + tuple(sizes[n][0] for n in self.output)
+            raise fail(f"loop dimensions {loops_} do not broadcast") from None
+        out = {n: size for n, (size, _) in sizes.items()}
+        if self.derived:
+            if derive is None:
+                raise ValueError(f"{op}: derived dimensions {self.derived} need a derive function")
+            out.update(derive({n: size for n, (size, _) in sizes.items()}, **(static or {})))
+            for n in self.derived:
+                if out[n] < 1:
+                    got = ", ".join(f"{k}={v!r}" for k, v in (static or {}).items())
+                    raise fail(
+                        f"output dimension {n!r} would be {out[n]} (< 1) with {got}; "
+                        f"the input is too small for the window"
+                    )
+        return tuple(loop) + tuple(out[n] for n in self.output)
 
 
 @dataclass(frozen=True)
@@ -138,6 +171,23 @@ class OpInfo:
     """The spec page id: ``spec/<spec>.md``."""
     arg_names: tuple[str, ...]
     """Names of the positional (differentiable) arguments, from the function itself."""
+    loops: bool = True
+    """Whether inputs may carry leading loop dimensions that broadcast."""
+    derive: Derive | None = None
+    """Sizes of the output dimensions of no input, from core sizes and static arguments."""
+    sample_sizes: dict[str, int] | None = None
+    """Core sizes for the protocol's samples, where the default 4, 5, 6, ... cannot work
+    (a convolution's kernel must fit its image)."""
+    distinct: bool = False
+    """Sample the first input with entries at least ``KINK_MARGIN`` apart (max-pool: a tie
+    is a kink, so no two entries of a window may be within a finite-difference step)."""
+
+    def output_shape(self, shapes: list[Shape], static: dict[str, Any] | None = None) -> Shape:
+        """The output's shape for inputs of ``shapes`` and these static arguments."""
+        return self.signature.output_shape(
+            self.name, shapes, self.arg_names, self.nonempty,
+            loops=self.loops, derive=self.derive, static=static,
+        )  # fmt: skip
 
 
 REGISTRY: dict[str, OpInfo] = {}
@@ -151,13 +201,24 @@ def op(
     static: Callable[..., dict[str, Any]] | None = None,
     nonempty: tuple[str, ...] = (),
     spec: str | None = None,
+    loops: bool = True,
+    derive: Derive | None = None,
+    sample_sizes: dict[str, int] | None = None,
+    distinct: bool = False,
 ) -> Callable[[OpFn], OpFn]:
     """Register an op and check its arguments on every call (see the module docstring).
 
     ``nonempty`` names core dimensions that must not be 0 (softmax over no classes, a mean
     over no examples: undefined, so refused with a ShapeError rather than a NaN).
+    ``derive`` gives the sizes of output dimensions that no input has; the output of such
+    an op is checked against the derived shape after every call.
     """
     sig = Signature.parse(signature)
+    if sig.derived and derive is None:
+        raise ValueError(
+            f"signature {signature!r}: output dimension(s) {sorted(sig.derived)} of no input "
+            f"need a derive function"
+        )
     if unknown := set(nonempty) - {n for core in sig.inputs for n in core}:
         raise ValueError(f"nonempty names {sorted(unknown)}, not in signature {signature!r}")
 
@@ -171,9 +232,11 @@ def op(
             # A NumPy scalar (what 0-d arithmetic returns) is a 0-d array to us.
             arrays = tuple(np.asarray(a) if isinstance(a, np.generic) else a for a in arrays)
             _check_arrays(name, names, arrays)
-            sig.output_shape(name, [a.shape for a in arrays], names, nonempty)
+            shape = REGISTRY[name].output_shape([a.shape for a in arrays], kwargs)
             out, vjp = fn(*arrays, **kwargs)
             out = np.asarray(out)  # NumPy turns 0-d results into scalars; the contract says arrays
+            if sig.derived and out.shape != shape:  # a derive that disagrees with the op
+                raise ShapeError(f"{name}: returned shape {out.shape}, its signature says {shape}")
 
             def checked_vjp(g: Any) -> tuple[Array, ...]:
                 numeric = isinstance(g, (np.ndarray, np.generic, int, float)) and not isinstance(
@@ -198,8 +261,9 @@ def op(
         if name in REGISTRY:
             raise ValueError(f"op {name!r} is registered twice")
         REGISTRY[name] = OpInfo(
-            name, checked, sig, complex_safe, kinks, static, nonempty, spec or name, names
-        )
+            name, checked, sig, complex_safe, kinks, static, nonempty, spec or name, names,
+            loops, derive, sample_sizes, distinct,
+        )  # fmt: skip
         return checked
 
     return register

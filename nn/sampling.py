@@ -33,9 +33,11 @@ def sample_inputs(
 ) -> tuple[tuple[Array, ...], dict[str, Any]]:
     """Gaussian inputs for a registered op, at least ``margin`` away from its kinks (P5).
 
-    Core dimensions get distinct sizes 4, 5, 6, ... in order of appearance (distinct sizes
-    expose a transposed gradient); the first input gets the leading ``loop`` dimensions
-    and the others broadcast against it. Returns ``(arrays, static)``.
+    Core dimensions get the op's ``sample_sizes``, else distinct sizes 4, 5, 6, ... in order
+    of appearance (distinct sizes expose a transposed gradient); the first input gets the
+    leading ``loop`` dimensions (none for an op without loops) and the others broadcast
+    against it. An op registered with ``distinct=True`` gets a first input whose entries are
+    at least ``margin`` apart. Returns ``(arrays, static)``.
 
     >>> from nn import relu
     >>> (x,), _ = sample_inputs(relu, sizes={}, loop=(1000,))
@@ -46,7 +48,8 @@ def sample_inputs(
     if info is None:
         raise ValueError(f"{fn!r} is not a registered op; build its inputs yourself")
     names = [n for core in info.signature.inputs for n in core]
-    given = dict(sizes or {})
+    given = {**(info.sample_sizes or {}), **(sizes or {})}
+    loop = loop if info.loops else ()
     for n in dict.fromkeys(names):  # the smallest size from 4 up that no dimension has yet
         if n not in given:
             given[n] = next(i for i in range(4, 100) if i not in given.values())
@@ -54,7 +57,10 @@ def sample_inputs(
     arrays = []
     for i, core in enumerate(info.signature.inputs):
         shape = (loop if i == 0 else ()) + tuple(given[n] for n in core)
-        x = np.asarray(rng.standard_normal(shape))
+        x: Array = np.asarray(rng.standard_normal(shape))
+        if info.distinct and i == 0:  # evenly spaced values in random order: no near-ties
+            spacing = max(margin, 4.0 / max(x.size, 1))
+            x = (rng.permutation(x.size) - x.size / 2).reshape(shape) * spacing
         for kink in info.kinks:  # resample only the entries too close to a kink
             while (near := np.abs(x - kink) < margin).any():
                 x[near] = rng.standard_normal(int(near.sum()))

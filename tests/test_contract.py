@@ -55,9 +55,16 @@ def test_float32_forward_agrees_with_float64(name):
 
 @pytest.mark.parametrize("name", OPS)
 def test_shape_laws(name):
-    """P10: for any shapes the signature admits, out and every cotangent have the law's shape."""
+    """P10: for any shapes the signature admits, out and every cotangent have the law's shape.
+
+    An op with derived output sizes (a convolution's) either raises a ShapeError, when the
+    static arguments leave no output, or returns exactly the derived shape.
+    """
     info = REGISTRY[name]
-    shapes = mutually_broadcastable_shapes(signature=info.signature.text, max_side=4, max_dims=2)
+    inputs = info.signature.text.split("->")[0]  # Hypothesis knows nothing of derived sizes
+    shapes = mutually_broadcastable_shapes(
+        signature=inputs + "->()", max_side=4, max_dims=2 if info.loops else 0
+    )
 
     @given(shapes=shapes, data=st.data())
     def law(shapes, data):
@@ -67,8 +74,14 @@ def test_shape_laws(name):
         )
         rng = np.random.default_rng(0)
         static = info.static(rng, *xs) if info.static else {}
+        try:
+            expected = info.output_shape([a.shape for a in xs], static)
+        except nn.ShapeError:
+            with pytest.raises(nn.ShapeError, match=f"^{name}: "):
+                info.fn(*xs, **static)
+            return
         out, vjp = info.fn(*xs, **static)
-        assert out.shape == shapes.result_shape
+        assert out.shape == expected
         assert out.dtype == np.float64
         cotangents = vjp(np.ones(out.shape))
         assert [c.shape for c in cotangents] == [a.shape for a in xs]
@@ -196,6 +209,25 @@ def test_errors_name_the_argument():
         nn.linear(x.astype(np.float32), w, b)
 
 
-def test_signature_output_must_name_input_dimensions():
-    with pytest.raises(ValueError, match=r"output dimension\(s\) \['m'\]"):
-        Signature.parse("(n)->(m)")
+def test_output_dimension_of_no_input_needs_a_derive_function():
+    with pytest.raises(ValueError, match=r"output dimension\(s\) \['m'\] of no input need"):
+        nn.op(signature="(n)->(m)", complex_safe=False)
+
+
+def test_derived_output_sizes_come_from_derive_and_must_be_positive():
+    sig = Signature.parse("(n,h)->(n,p)")
+    assert sig.derived == ("p",)
+
+    def derive(sizes, *, window):
+        return {"p": sizes["h"] - window + 1}
+
+    assert sig.output_shape("win", [(2, 5)], derive=derive, static={"window": 3}) == (2, 3)
+    with pytest.raises(nn.ShapeError, match=r"^win: output dimension 'p' would be -1 .*window=7"):
+        sig.output_shape("win", [(2, 5)], derive=derive, static={"window": 7})
+
+
+def test_an_op_without_loops_refuses_extra_dimensions():
+    sig = Signature.parse("(n,h)->(n,h)")
+    assert sig.output_shape("f", [(3, 2, 5)]) == (3, 2, 5)
+    with pytest.raises(nn.ShapeError, match=r"exactly 2 dimension\(s\) \(n,h\), received 3"):
+        sig.output_shape("f", [(3, 2, 5)], loops=False)
