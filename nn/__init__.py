@@ -5,6 +5,8 @@ documented by a spec page ``spec/<op>.md`` and verified by :mod:`nn.testing`.
 """
 
 from nn.activations import log_softmax, relu, sigmoid, softmax, tanh
+from nn.conv import conv2d, conv2d_transpose
+from nn.dropout import dropout, dropout_mask
 from nn.errors import (
     DataError,
     DivergenceError,
@@ -15,7 +17,10 @@ from nn.errors import (
 )
 from nn.linear import linear
 from nn.losses import mean_squared_error, softmax_cross_entropy
+from nn.norm import batch_norm, batch_norm_inference
 from nn.op import REGISTRY, op
+from nn.pool import avg_pool2d, max_pool2d
+from nn.reshape import flatten
 
 __version__ = "0.1.0"
 
@@ -27,8 +32,17 @@ __all__ = [
     "NNError",
     "ShapeError",
     "VerificationError",
+    "avg_pool2d",
+    "batch_norm",
+    "batch_norm_inference",
+    "conv2d",
+    "conv2d_transpose",
+    "dropout",
+    "dropout_mask",
+    "flatten",
     "linear",
     "log_softmax",
+    "max_pool2d",
     "mean_squared_error",
     "op",
     "relu",

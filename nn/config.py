@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from nn.architecture import layer_problem
 from nn.errors import DataError
 
 if sys.version_info >= (3, 11):
@@ -31,10 +32,16 @@ else:  # pragma: no cover - Python 3.10
 
 #: Configs shipped with the package: ``python -m nn train --config classic``.
 CONFIG_DIR = Path(__file__).with_name("configs")
+#: The [model] keys of a fully connected network, replaced by ``layers`` for any other.
+MLP_KEYS = frozenset({"hidden", "activation", "output_activation", "init"})
 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    # layers: a list of layer tables (nn.architecture), for any network of images (N, 1, 28, 28),
+    # a CNN above all; when given, it replaces the MLP keys hidden, activation,
+    # output_activation and init, which describe a fully connected network of 784 inputs.
+    layers: tuple[dict[str, Any], ...] = ()
     hidden: tuple[int, ...] = (800, 800)  # hidden layer widths; the input is 784, the output 10
     activation: str = "relu"  # relu | sigmoid | tanh
     output_activation: str = "none"  # none | relu | sigmoid | tanh (applied to the outputs)
@@ -101,6 +108,11 @@ class Config:
             table = doc.get(name, {})
             if not isinstance(table, dict):
                 raise DataError(f"config {source}: [{name}] must be a table, found {table!r}")
+            if name == "model" and table.get("layers") and (mixed := MLP_KEYS & table.keys()):
+                raise DataError(
+                    f"config {source}: [model] layers describes the whole network; drop the "
+                    f"MLP key(s) {sorted(mixed)}, or drop layers to describe an MLP"
+                )
             parts[name] = _table(factory(), table, f"config {source}: [{name}]")
         return cls(**parts).check(source)
 
@@ -115,6 +127,8 @@ class Config:
         and what was found (types are checked when the file is read)."""
         m, o, s, t = self.model, self.optimizer, self.schedule, self.train
         activations = ("relu", "sigmoid", "tanh")
+        layers = [f"[model] layers[{i}] {p}" for i, spec in enumerate(m.layers)
+                  if (p := layer_problem(spec))]  # fmt: skip
         inits = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform")
         checks = [
             ("model", "hidden", all(h >= 1 for h in m.hidden), "widths >= 1"),
@@ -146,7 +160,7 @@ class Config:
             ("train", "patience", t.patience == 0 or t.validation > 0,
              "0 when train.validation = 0: early stopping needs a validation split"),
         ]  # fmt: skip
-        return [
+        return layers + [
             f"[{table}] {key} must be {allowed}, found {getattr(getattr(self, table), key)!r}"
             for table, key, ok, allowed in checks
             if not ok
@@ -182,20 +196,24 @@ class Config:
         return Config.from_dict(doc, "--set")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {
+        """Plain dicts and lists; a model described by ``layers`` omits the MLP keys."""
+        doc = {
             f.name: {k: list(v) if isinstance(v, tuple) else v for k, v in vars(part).items()}
             for f in fields(self)
             for part in [getattr(self, f.name)]
         }
+        drop = MLP_KEYS if self.model.layers else {"layers"}
+        doc["model"] = {k: v for k, v in doc["model"].items() if k not in drop}
+        return doc
 
     def differences(self, other: Config) -> list[str]:
         """``table.key: this vs other`` for every value that differs."""
         a, b = self.to_dict(), other.to_dict()
         return [
-            f"{table}.{key}: {a[table][key]!r} vs {b[table][key]!r}"
+            f"{table}.{key}: {a[table].get(key, '-')!r} vs {b[table].get(key, '-')!r}"
             for table in a
-            for key in a[table]
-            if a[table][key] != b[table][key]
+            for key in dict.fromkeys([*a[table], *b[table]])
+            if a[table].get(key) != b[table].get(key)
         ]
 
     def to_toml(self) -> str:
@@ -216,7 +234,10 @@ def _table(default: Any, table: dict[str, Any], where: str) -> Any:
     values = {}
     for key, value in table.items():
         expected = getattr(default, key)
-        if isinstance(expected, tuple):
+        if key == "layers":
+            ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
+            value = tuple(value) if ok else value
+        elif isinstance(expected, tuple):
             ok = isinstance(value, list) and all(_is_int(v) for v in value)
             value = tuple(value) if ok else value
         elif isinstance(expected, float):
@@ -228,6 +249,7 @@ def _table(default: Any, table: dict[str, Any], where: str) -> Any:
             ok = isinstance(value, str)
         if not ok:
             kind = "a list of integers" if isinstance(expected, tuple) else type(expected).__name__
+            kind = "a list of layer tables" if key == "layers" else kind
             raise DataError(f"{where}: {key} must be {kind}, found {value!r}")
         values[key] = value
     return dataclasses.replace(default, **values)
@@ -242,6 +264,10 @@ def _toml_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, str):
         return json.dumps(v)  # a TOML basic string uses JSON's escapes
+    if isinstance(v, dict):  # an inline table: one layer
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list) and v and isinstance(v[0], dict):  # layers: one per line
+        return "[\n" + "".join(f"    {_toml_value(x)},\n" for x in v) + "]"
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return repr(v)

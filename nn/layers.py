@@ -9,6 +9,12 @@ A layer is two pure functions (DESIGN.md, "The op contract")::
 A layer holds no arrays itself: the parameters live in the dict the model passes in, so a
 whole network stays a pure function of its parameters and can be checked end to end.
 
+Layers that behave differently while training (dropout draws a mask, batch norm uses the
+batch's statistics and updates running averages) override :meth:`Layer.forward`, which the
+model calls with the mode, an explicit random generator and the layer's *state*: arrays
+that training updates but gradient descent does not (batch norm's running mean and
+variance), returned anew rather than changed in place.
+
 ``library_ops`` lists the registered ops a layer is built from. A layer of this module whose
 ops are all library ops is trusted at assembly (each op passed the protocol in the test
 suite and has a spec page); any other layer is verified on the spot by
@@ -28,6 +34,7 @@ from nn.linear import linear
 from nn.op import REGISTRY, Array, OpFn
 
 Params = dict[str, Array]
+State = dict[str, Array]  # arrays a layer updates in training, not by gradient (running stats)
 Shape = tuple[int, ...]
 LayerVJP = Callable[[Array], tuple[Array, Params]]
 
@@ -48,6 +55,27 @@ class Layer:
     def apply(self, params: Params, x: Array) -> tuple[Array, LayerVJP]:
         """``(y, vjp)`` with ``vjp(g) -> (dx, dparams)``."""
         return x, lambda g: (g, {})
+
+    def init_state(self, in_shape: Shape, dtype: Any = np.float32) -> State:
+        """Arrays training updates without gradients (batch norm's running statistics)."""
+        return {}
+
+    def forward(
+        self,
+        params: Params,
+        x: Array,
+        *,
+        state: State,
+        train: bool,
+        rng: np.random.Generator | None,
+    ) -> tuple[Array, LayerVJP, State]:
+        """``(y, vjp, new_state)`` in training (``train=True``) or inference mode.
+
+        Most layers compute the same function in both modes, with no state: this default
+        is :meth:`apply`. ``rng`` is the only source of randomness a layer may use.
+        """
+        y, vjp = self.apply(params, x)
+        return y, vjp, state
 
     def library_ops(self) -> tuple[OpFn, ...] | None:
         """The library ops this layer is built from, or ``None`` if it is not built from them."""

@@ -7,6 +7,13 @@ A model is used as one pure function (DESIGN.md, "The op contract")::
 so the whole network's gradient can be checked end to end by the same protocol as one op
 (:func:`check_model`).
 
+**Modes and state.** By default a model computes in inference mode. ``train=True`` turns
+on what only training does: dropout draws its masks from the ``rng`` passed in (an integer
+seed gives the same masks on every call, so the training-mode loss is a deterministic
+function that can be checked), and batch norm normalizes by the batch's statistics. Batch
+norm's running averages are the model's *state*, separate from the parameters: gradient
+descent never touches them; :meth:`Sequential.forward` returns them updated.
+
 **Verified assembly.** :class:`Sequential` refuses a part it cannot vouch for. A layer of
 :mod:`nn.layers` built from library ops (each with a spec page and passed by the test suite)
 is accepted as is. Any other part, such as a user's own layer or activation, is run through
@@ -23,15 +30,17 @@ import numpy as np
 
 from nn import activations
 from nn.errors import DataError, ShapeError, VerificationError
-from nn.layers import Activation, Dense, Layer, Params, Shape
+from nn.layers import Activation, Dense, Layer, LayerVJP, Params, Shape, State, is_library_op
 from nn.losses import mean_squared_error, softmax_cross_entropy
-from nn.op import Array
+from nn.op import REGISTRY, Array
 from nn.report import Report
 from nn.testing import check_vjp
 
 Batch = tuple[Array, Array]  # (x: (N, *input_shape) float, y: (N,) integer class labels)
+Rng = int | np.random.Generator | None  # a seed gives the same dropout masks on every call
 LOSSES = ("softmax_cross_entropy", "mean_squared_error")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
+LIBRARY_LAYER_MODULES = ("nn.layers", "nn.conv_layers", "nn.norm_layers")
 
 
 class Sequential:
@@ -78,7 +87,13 @@ class Sequential:
                 report = verify_layer(layer, self.shapes[-1], seed=verify_seed)
                 if not report.passed:
                     raise VerificationError(_assembly_message(i, layer, report))
-            self.shapes.append(tuple(layer.out_shape(self.shapes[-1])))
+            try:
+                self.shapes.append(tuple(layer.out_shape(self.shapes[-1])))
+            except ShapeError as e:
+                raise ShapeError(
+                    f"model: layer {i} ({layer.name}) cannot take inputs "
+                    f"(N, {', '.join(map(str, self.shapes[-1]))}): {e}{_signatures(layer)}"
+                ) from None
         self.names = [f"{layer.name}{i}" for i, layer in enumerate(self.layers)]
         for name in self.names:  # parameters are found by "<name>.<key>": names must be clean
             if "." in name or self.names.count(name) > 1:
@@ -86,6 +101,7 @@ class Sequential:
                     f"Sequential: layer names must be unique and without '.', so parameter "
                     f"names are unambiguous; {name!r} is not"
                 )
+        self.state_names = list(self.init_state())
 
     @property
     def classes(self) -> int:
@@ -101,17 +117,41 @@ class Sequential:
                 params[f"{name}.{key}"] = value
         return params
 
-    def forward(self, params: Params, x: Array) -> tuple[Array, Callable[[Array], Params]]:
-        """The network's output and a vjp from its cotangent to the parameters' gradients."""
+    def init_state(self, dtype: Any = np.float32) -> State:
+        """Fresh state (running statistics), named like parameters; empty for most models."""
+        state: State = {}
+        for name, layer, shape in zip(self.names, self.layers, self.shapes, strict=False):
+            for key, value in layer.init_state(shape, dtype).items():
+                state[f"{name}.{key}"] = value
+        return state
+
+    def forward(
+        self,
+        params: Params,
+        x: Array,
+        *,
+        state: State | None = None,
+        train: bool = False,
+        rng: Rng = None,
+    ) -> tuple[Array, Callable[[Array], Params], State]:
+        """``(out, vjp, new_state)``: the network's output, a vjp from its cotangent to the
+        parameters' gradients, and the state after this batch (unchanged in inference)."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(
                 f"model: x must have shape (N, {', '.join(map(str, self.input_shape))}), "
                 f"received {x.shape}"
             )
-        vjps = []
+        state = self._check_state(state)
+        gen = np.random.default_rng(rng) if isinstance(rng, int) else rng
+        vjps: list[LayerVJP] = []
+        new_state: State = {}
         for name, layer in zip(self.names, self.layers, strict=True):
-            x, vjp = layer.apply(layer_params(params, name), x)
+            own = layer_params(state, name)
+            x, vjp, own = layer.forward(
+                layer_params(params, name), x, state=own, train=train, rng=gen
+            )
             vjps.append(vjp)
+            new_state.update({f"{name}.{k}": v for k, v in own.items()})
 
         def model_vjp(g: Array) -> Params:
             grads: Params = {}
@@ -120,20 +160,37 @@ class Sequential:
                 grads.update({f"{name}.{k}": v for k, v in dparams.items()})
             return {k: grads[k] for k in params}  # the params' order
 
-        return x, model_vjp
+        return x, model_vjp, new_state
 
-    def loss(self, params: Params, batch: Batch) -> tuple[float, Params]:
+    def loss(
+        self,
+        params: Params,
+        batch: Batch,
+        *,
+        state: State | None = None,
+        train: bool = False,
+        rng: Rng = None,
+    ) -> tuple[float, Params]:
         """``(value, grads)``: the mean loss over the batch and its gradient for every parameter."""
-        value, grads, _ = self.loss_and_outputs(params, batch)
+        value, grads, _, _ = self.loss_and_outputs(params, batch, state=state, train=train, rng=rng)
         return value, grads
 
-    def loss_and_outputs(self, params: Params, batch: Batch) -> tuple[float, Params, Array]:
-        """:meth:`loss` and the network's outputs (N, K), which the trainer scores."""
+    def loss_and_outputs(
+        self,
+        params: Params,
+        batch: Batch,
+        *,
+        state: State | None = None,
+        train: bool = False,
+        rng: Rng = None,
+    ) -> tuple[float, Params, Array, State]:
+        """:meth:`loss`, the network's outputs (N, K), which the trainer scores, and the state
+        after the batch."""
         x, y = batch
-        out, vjp = self.forward(params, x)  # (N, K)
+        out, vjp, new_state = self.forward(params, x, state=state, train=train, rng=rng)  # (N, K)
         value, loss_vjp = self.loss_value(out, y)
         g = loss_vjp(np.ones((), dtype=out.dtype))[0]  # d loss / d out: (N, K)
-        return float(value), vjp(g), out
+        return float(value), vjp(g), out, new_state
 
     def loss_value(
         self, out: Array, y: Array
@@ -144,11 +201,22 @@ class Sequential:
         target = one_hot(y, out.shape[-1], out.dtype)  # (N, K)
         return mean_squared_error(out, target)
 
-    def predict(self, params: Params, x: Array, batch_size: int = 1000) -> Array:
-        """The network's outputs (N, K), computed in batches to bound memory."""
+    def predict(
+        self, params: Params, x: Array, *, state: State | None = None, batch_size: int = 1000
+    ) -> Array:
+        """The network's outputs (N, K) in inference mode, computed in batches to bound memory."""
         starts = range(0, len(x), batch_size)
-        outs = [self.forward(params, x[i : i + batch_size])[0] for i in starts]
+        outs = [self.forward(params, x[i : i + batch_size], state=state)[0] for i in starts]
         return np.concatenate(outs) if outs else np.zeros((0, self.classes), x.dtype)
+
+    def _check_state(self, state: State | None) -> State:
+        state = {} if state is None else state
+        if missing := [k for k in self.state_names if k not in state]:
+            raise ValueError(
+                f"model: state must hold the running statistics {missing} (from "
+                f"model.init_state() or a trained run); received keys {sorted(state)}"
+            )
+        return state
 
     def config(self) -> dict[str, Any]:
         """JSON-able description of the architecture (recorded in run folders)."""
@@ -222,10 +290,18 @@ def one_hot(y: Array, k: int, dtype: Any = np.float32) -> Array:
     return out
 
 
+def _signatures(layer: Layer) -> str:
+    """``" (op conv2d: (n,c,h,w),(k,c,r,s),(k)->(n,k,p,q))"`` for a layer of library ops."""
+    ops = layer.library_ops() or ()
+    sigs = [f"{f.__name__}: {REGISTRY[f.__name__].signature.text}" for f in ops if is_library_op(f)]
+    return f" (op {'; '.join(sigs)})" if sigs else ""
+
+
 def is_trusted(layer: Layer) -> bool:
-    """A layer of :mod:`nn.layers` itself, built only from library ops."""
+    """A layer of the library itself (:mod:`nn.layers`, :mod:`nn.conv_layers`,
+    :mod:`nn.norm_layers`), built only from library ops."""
     ops = layer.library_ops()
-    return type(layer).__module__ == "nn.layers" and ops is not None
+    return type(layer).__module__ in LIBRARY_LAYER_MODULES and ops is not None
 
 
 def verify_layer(layer: Layer, in_shape: Shape, *, seed: int = 0, batch: int = 2) -> Report:
@@ -275,10 +351,22 @@ def _general_position(rng: np.random.Generator, p: Array) -> Array:
 
 
 def check_model(
-    model: Sequential, params: Params, batch: Batch, *, seed: int = 0, directions: int = 2
+    model: Sequential,
+    params: Params,
+    batch: Batch,
+    *,
+    state: State | None = None,
+    train: bool = False,
+    seed: int = 0,
+    directions: int = 2,
 ) -> Report:
     """The whole network's gradient by the protocol (P2, P3): every parameter tensor alone and
     all jointly, in float64 (P12: run it at init and after some training steps).
+
+    ``train=True`` checks the training-mode loss: dropout's masks come from ``seed`` anew on
+    every evaluation, so they are the same for every finite difference (P6), and batch norm
+    normalizes by the batch's statistics, whose dependence on the parameters is part of
+    the gradient.
 
     The absolute term of P2's tolerance uses the whole gradient's norm (``atol_scale="all"``):
     in a deep sigmoid network the first layer's gradient can be 1e2-1e4 times (or more) below
@@ -287,9 +375,13 @@ def check_model(
     """
     names = list(params)
     x = np.asarray(batch[0], np.float64)
+    state64 = {k: np.asarray(v, np.float64) for k, v in (state or {}).items()}
 
     def network_loss(*arrays: Array) -> tuple[Array, Callable[[Array], tuple[Array, ...]]]:
-        value, grads = model.loss(dict(zip(names, arrays, strict=True)), (x, batch[1]))
+        value, grads = model.loss(
+            dict(zip(names, arrays, strict=True)), (x, batch[1]),
+            state=state64, train=train, rng=seed,
+        )  # fmt: skip
         return np.asarray(value), lambda g: tuple(g * grads[k] for k in names)
 
     network_loss.__name__ = "model loss"

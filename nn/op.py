@@ -146,8 +146,8 @@ class Signature:
                 if out[n] < 1:
                     got = ", ".join(f"{k}={v!r}" for k, v in (static or {}).items())
                     raise fail(
-                        f"output dimension {n!r} would be {out[n]} (< 1) with {got}; "
-                        f"the input is too small for the window"
+                        f"output dimension {n!r} would be {out[n]} (< 1) for these shapes"
+                        + (f" with {got}" if got else "")
                     )
         return tuple(loop) + tuple(out[n] for n in self.output)
 

@@ -89,9 +89,18 @@ class Report:
 
 
 def compare_arrays(
-    op: str, method: str, label: str, expected: Any, actual: Any, rtol: float, atol: float
+    op: str,
+    method: str,
+    label: str,
+    expected: Any,
+    actual: Any,
+    rtol: float,
+    atol: float,
+    scale: float | None = None,
 ) -> Check:
     """Compare entrywise: pass if ``|actual - expected| <= rtol |expected| + atol max|expected|``.
+
+    ``scale``, if given, replaces ``max|expected|`` in the absolute term.
 
     The check reports the entry with the largest error-to-tolerance ratio (a NaN error counts
     as infinite), and its index.
@@ -103,7 +112,7 @@ def compare_arrays(
     a = np.asarray(actual, dtype=np.float64)
     if e.size == 0:
         return Check(op, method, label, None, 0.0, 0.0, 0.0, 0.0, "empty")
-    tol = rtol * np.abs(e) + atol * float(np.abs(e).max())
+    tol = rtol * np.abs(e) + atol * (float(np.abs(e).max()) if scale is None else scale)
     err = np.abs(a - e)
     # Worst by ratio, as Check.ratio defines it: a zero tolerance allows exactly zero error.
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.config import Config
 from nn.data import fetch_mnist
 from nn.errors import DataError
-from nn.layers import Params
+from nn.layers import Params, State
 from nn.metrics import accuracy, confusion_matrix, per_class_accuracy
 from nn.model import Sequential
 from nn.op import Array
@@ -38,6 +38,7 @@ from nn.train import (
     build_model,
     images_to_inputs,
     mean_loss,
+    split_state,
     train,
 )
 
@@ -75,8 +76,9 @@ def train_run(
         stop_after=stop_after, progress=progress,
     )  # fmt: skip
     meta = {"config": cfg.to_dict(), "model": model.config(), "epochs": len(result.history)}
-    save_checkpoint(run_dir / "model", params=result.params, opt_state={}, meta=meta)
-    test = score(model, result.params, data.x_test, data.y_test)
+    arrays = result.params | result.state  # batch norm's running statistics go with the weights
+    save_checkpoint(run_dir / "model", params=arrays, opt_state={}, meta=meta)
+    test = score(model, result.params, data.x_test, data.y_test, state=result.state)
     metrics = {
         "test": test,
         "history": result.history,
@@ -94,9 +96,16 @@ def train_run(
     return metrics
 
 
-def score(model: Sequential, params: Params, images: Array, labels: Array) -> dict[str, Any]:
+def score(
+    model: Sequential,
+    params: Params,
+    images: Array,
+    labels: Array,
+    *,
+    state: State | None = None,
+) -> dict[str, Any]:
     """Loss, accuracy, per-class accuracy and confusion matrix on a labelled set."""
-    out = model.predict(params, images_to_inputs(images))  # (N, K)
+    out = model.predict(params, images_to_inputs(images, model.input_shape), state=state)
     predicted = out.argmax(axis=1)
     k = model.classes
     per_class = per_class_accuracy(labels, predicted, k)
@@ -116,8 +125,17 @@ def read_config(run_dir: str | Path) -> Config:
     return Config.load(path)
 
 
-def load_model(run_dir: str | Path) -> tuple[Config, Sequential, Params]:
-    """The config, the model and the trained weights of a run folder."""
+class Trained(NamedTuple):
+    """A run folder's trained model, ready for ``model.predict(params, x, state=state)``."""
+
+    cfg: Config
+    model: Sequential
+    params: Params
+    state: State  # running statistics (batch norm); empty for most models
+
+
+def load_model(run_dir: str | Path) -> Trained:
+    """The config, the model, the trained weights and the state of a run folder."""
     cfg = read_config(run_dir)
     model = build_model(cfg)
     if not (Path(run_dir) / "model" / "checkpoint.json").exists():
@@ -125,28 +143,29 @@ def load_model(run_dir: str | Path) -> tuple[Config, Sequential, Params]:
             f"{run_dir} has no trained model yet (model/checkpoint.json); it is written when "
             f"training ends: finish it with `python -m nn train --resume {run_dir}`"
         )
-    params, _, meta = load_checkpoint(Path(run_dir) / "model")
+    arrays, _, meta = load_checkpoint(Path(run_dir) / "model")
     if differences := cfg.differences(Config.from_dict(meta["config"], f"{run_dir}/model")):
         raise DataError(
             f"{run_dir}: config.toml is not the config the model was trained with "
             f"(config.toml vs model: {'; '.join(differences)})"
         )
-    expected = model.init(0)
+    expected = model.init(0) | model.init_state()
     for name, value in expected.items():
-        if name not in params or params[name].shape != value.shape:
-            got = params[name].shape if name in params else "missing"
+        if name not in arrays or arrays[name].shape != value.shape:
+            got = arrays[name].shape if name in arrays else "missing"
             raise DataError(
                 f"{run_dir}/model: parameter {name} should be {value.shape} for the model in "
                 f"config.toml, found {got}"
             )
-    return cfg, model, params
+    params, state = split_state(model, arrays)
+    return Trained(cfg, model, params, state)
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None) -> dict[str, Any]:
     """Score a run's trained model on the 10000 MNIST test images."""
-    _, model, params = load_model(run_dir)
+    _, model, params, state = load_model(run_dir)
     data = fetch_mnist(data_dir)
-    return score(model, params, data.x_test, data.y_test)
+    return score(model, params, data.x_test, data.y_test, state=state)
 
 
 def read_images(path: str | Path) -> Array:
@@ -199,13 +218,13 @@ def light_background(images: Array) -> Array:
 
 def predict_files(run_dir: str | Path, files: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Classify each image of each file; one dict per image with the digit and probabilities."""
-    _, model, params = load_model(run_dir)
+    _, model, params, state = load_model(run_dir)
     results = []
     for f in files:
         images = read_images(f)
         inverted = light_background(images)
         images = np.where(inverted[:, None, None], 255 - images, images).astype(np.uint8)
-        out = model.predict(params, images_to_inputs(images))  # (N, K)
+        out = model.predict(params, images_to_inputs(images, model.input_shape), state=state)
         logits = model.loss_name == "softmax_cross_entropy"
         probs = softmax(out.astype(np.float64))[0] if logits else out
         for i, p in enumerate(probs):

@@ -72,8 +72,11 @@ def check_vjp(
     early layer's bias in a saturating net can have a gradient 1e2-1e4 times smaller than
     the loss, or more; then P2's absolute term ``1e-8 ||g_moved||`` falls below the rounding
     floor ``~1e-16 |f| / eps = 1e-10 |f|`` of the central difference, and a correct gradient
-    would fail. ``names`` labels the inputs in messages (default: the registered op's
-    argument names, else ``argument 0``, ``argument 1``, ...).
+    would fail. With ``"all"`` P4's absolute term likewise scales with the largest entry of
+    all inputs' Jacobians, not the one input's: a bias followed by batch norm has a true
+    gradient of exactly 0, and its finite difference is rounding alone. ``names`` labels the
+    inputs in messages (default: the registered op's argument names, else ``argument 0``,
+    ``argument 1``, ...).
 
     Returns a :class:`~nn.report.Report`; raises
     :class:`~nn.errors.VerificationError` when a check fails, unless ``raise_on_failure=False``.
@@ -153,8 +156,14 @@ def check_vjp(
 
     small = sum(a.size for a in arrays) <= JACOBIAN_MAX_SIZE and np.size(out) <= JACOBIAN_MAX_SIZE
     if small if jacobian is None else jacobian:
-        for i in range(len(arrays)):
-            report.checks.append(_jacobian_check(fn, arrays, static, i, name, names[i]))
+        pairs = [
+            (numerical_jacobian(fn, arrays, static, i), vjp_jacobian(fn, arrays, static, i))
+            for i in range(len(arrays))
+        ]  # (out.size, x_i.size) each
+        every = max((float(np.abs(num).max()) for num, _ in pairs if num.size), default=0.0)
+        for (num, ana), label in zip(pairs, names, strict=True):
+            scale = every if atol_scale == "all" else None
+            report.checks.append(_jacobian_check(num, ana, name, label, scale))
     return report.raise_if_failed() if raise_on_failure else report
 
 
@@ -221,13 +230,10 @@ def _reentrancy(
     report.checks.append(Check.from_problems(report.op, "reentrancy", "vjp", problems))
 
 
-def _jacobian_check(
-    fn: OpFn, arrays: Sequence[Array], static: dict[str, Any], i: int, name: str, label: str
-) -> Check:
-    """P4: every entry of the Jacobian of input ``i``, reported at its worst entry."""
-    n = numerical_jacobian(fn, arrays, static, i)  # (out.size, x.size)
-    a = vjp_jacobian(fn, arrays, static, i)
-    check = compare_arrays(name, "jacobian", label, n, a, JACOBIAN_RTOL, JACOBIAN_ATOL)
+def _jacobian_check(n: Array, a: Array, name: str, label: str, scale: float | None) -> Check:
+    """P4: every entry of one input's Jacobian, numerical ``n`` against the vjp's ``a``,
+    reported at its worst entry."""
+    check = compare_arrays(name, "jacobian", label, n, a, JACOBIAN_RTOL, JACOBIAN_ATOL, scale)
     if check.index is None:
         return check
     row, col = check.index

@@ -23,39 +23,52 @@ from typing import Any
 
 import numpy as np
 
+from nn.architecture import build_layers
 from nn.augment import random_shift
 from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.config import Config
-from nn.errors import DataError, DivergenceError
-from nn.layers import Params
+from nn.errors import DataError, DivergenceError, ShapeError
+from nn.layers import Params, State
 from nn.model import Sequential, mlp
 from nn.op import Array
 from nn.optim import Optimizer, make_optimizer
 from nn.schedules import Constant, CosineDecay, StepDecay
 
 Progress = Callable[[dict[str, Any]], None]
-SHUFFLE, AUGMENT = 1, 2  # stream ids: keep each epoch's draws for each purpose apart
+SHUFFLE, AUGMENT, DROPOUT = 1, 2, 3  # stream ids: each epoch's draws for each purpose apart
 
 
 @dataclass
 class Result:
     params: Params  # the weights to keep: the last epoch's, or the best one's if stopped early
+    state: State = field(default_factory=dict)  # running statistics that go with params
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
 
 
-def images_to_inputs(images: Array) -> Array:
-    """uint8 images (N, 28, 28) -> float32 inputs (N, 784) in [0, 1]."""
+def images_to_inputs(images: Array, input_shape: tuple[int, ...] | None = None) -> Array:
+    """uint8 images (N, 28, 28) -> float32 inputs in [0, 1], shaped (N, *input_shape):
+    (N, 784) for an MLP (the default), (N, 1, 28, 28) for a CNN."""
     if images.dtype != np.uint8:
         raise DataError(f"images must be uint8 pixels 0..255, received dtype {images.dtype}")
-    flat = images.reshape(len(images), int(np.prod(images.shape[1:])))  # (N, 784), even N = 0
-    return flat.astype(np.float32) / np.float32(255)
+    shape = input_shape or (int(np.prod(images.shape[1:])),)
+    x = images.reshape(len(images), *shape)  # (N, 784) or (N, 1, 28, 28), even N = 0
+    return x.astype(np.float32) / np.float32(255)
 
 
 def build_model(cfg: Config, input_size: int = 784, classes: int = 10) -> Sequential:
-    """The MLP a config describes."""
+    """The network a config describes: its ``layers`` on images (1, 28, 28), or an MLP."""
     m = cfg.model
+    if m.layers:
+        layers = build_layers(m.layers, "[model] layers")
+        model = Sequential(layers, input_shape=(1, 28, 28), loss=m.loss)
+        if model.shapes[-1] != (classes,):
+            raise ShapeError(
+                f"[model] layers: the last layer must give {classes} outputs (one per class), "
+                f"but the network's output shape is {model.shapes[-1]}"
+            )
+        return model
     out = None if m.output_activation == "none" else m.output_activation
     init = None if m.init == "auto" else m.init
     sizes = [input_size, *m.hidden, classes]
@@ -150,21 +163,25 @@ def train(
     if resume and run_dir is None:
         raise DataError("resume needs the run folder to resume from")
     n = len(x_train) - t.validation
-    x_val, y_val = images_to_inputs(x_train[n:]), y_train[n:]
+    model, opt = build_model(cfg), build_optimizer(cfg)
+    x_val, y_val = images_to_inputs(x_train[n:], model.input_shape), y_train[n:]
     images = x_train[:n].astype(np.float32)  # (n, 28, 28), one copy
     images /= np.float32(255)
     labels = y_train[:n].astype(np.int64)
-    model, opt = build_model(cfg), build_optimizer(cfg)
     steps_per_epoch = -(-n // t.batch_size)
     schedule = build_schedule(cfg, steps_per_epoch)
 
-    params = model.init(t.seed)
+    params, stats = model.init(t.seed), model.init_state()
     state = opt.init(params)
-    result, stopping, best_params = Result(params), EarlyStopping(t.patience), params
+    result, stopping = Result(params, stats), EarlyStopping(t.patience)
+    best = params, stats
     # Interrupted before the first checkpoint: resuming is starting over, exactly.
     if resume and run_dir is not None and (Path(run_dir) / "checkpoint.json").exists():
-        params, state, result.history, stopping = _restore(run_dir, cfg)
-        best_params = load_checkpoint(Path(run_dir) / "best")[0] if t.patience else params
+        params, stats, state, result.history, stopping = _restore(run_dir, cfg, model)
+        if t.patience:
+            best = split_state(model, load_checkpoint(Path(run_dir) / "best")[0])
+        else:
+            best = params, stats
 
     buffer = np.empty((t.batch_size, *images.shape[1:]), np.float32)  # allocated once
     for epoch in range(len(result.history), t.epochs):
@@ -173,6 +190,7 @@ def train(
         began = time.perf_counter()
         order = epoch_order(t.seed, epoch, n)
         shifts = np.random.default_rng([t.seed, epoch, AUGMENT])
+        masks = np.random.default_rng([t.seed, epoch, DROPOUT])
         seen, loss_sum, correct = 0, 0.0, 0
         for step in range(steps_per_epoch):
             idx = order[step * t.batch_size : (step + 1) * t.batch_size]
@@ -181,7 +199,10 @@ def train(
                 xb = random_shift(xb, shifts, t.shift)
             yb = labels[idx]
             lr = schedule(epoch * steps_per_epoch + step)
-            value, grads, out = model.loss_and_outputs(params, (xb.reshape(len(idx), -1), yb))
+            xb = xb.reshape(len(idx), *model.input_shape)  # (B, 784) or (B, 1, 28, 28)
+            value, grads, out, stats = model.loss_and_outputs(
+                params, (xb, yb), state=stats, train=True, rng=masks
+            )
             if not np.isfinite(value):
                 raise DivergenceError(
                     f"the training loss became {value} at epoch {epoch + 1}, step {step + 1} "
@@ -206,34 +227,44 @@ def train(
             "images_per_second": seen / seconds,
         }
         if t.validation:
-            record.update(evaluate_loss(model, params, x_val, y_val))
+            record.update(evaluate_loss(model, params, x_val, y_val, state=stats))
             if stopping.update(epoch + 1, record["val_loss"]):
-                best_params = params
+                best = params, stats
                 if run_dir is not None and t.patience:
-                    save_checkpoint(Path(run_dir) / "best", params=params, opt_state={}, meta={})
+                    save_checkpoint(
+                        Path(run_dir) / "best", params=params | stats, opt_state={}, meta={}
+                    )
         result.history.append(record)
         if run_dir is not None:  # after "best": a checkpoint never points past a missing best
             meta = {"epoch": epoch + 1, "history": result.history, "config": cfg.to_dict(),
                     **stopping.to_meta()}  # fmt: skip
-            save_checkpoint(run_dir, params=params, opt_state=state, meta=meta)
+            save_checkpoint(run_dir, params=params | stats, opt_state=state, meta=meta)
         if progress:
             progress({"end_of_epoch": True, **record})
     result.stopped_early, result.best_epoch = stopping.stopped, stopping.best_epoch
-    result.params = best_params if stopping.stopped else params
+    result.params, result.state = best if stopping.stopped else (params, stats)
     return result
 
 
+def split_state(model: Sequential, arrays: Params) -> tuple[Params, State]:
+    """Saved arrays -> (parameters, state): files keep both under their own names."""
+    params = {k: v for k, v in arrays.items() if k not in model.state_names}
+    return params, {k: arrays[k] for k in model.state_names if k in arrays}
+
+
 def _restore(
-    run_dir: str | Path, cfg: Config
-) -> tuple[Params, dict[str, Array], list[dict[str, Any]], EarlyStopping]:
+    run_dir: str | Path, cfg: Config, model: Sequential
+) -> tuple[Params, State, dict[str, Array], list[dict[str, Any]], EarlyStopping]:
     """The state saved after the last finished epoch, for the same config only."""
-    params, state, meta = load_checkpoint(run_dir)
+    arrays, state, meta = load_checkpoint(run_dir)
     if differences := cfg.differences(Config.from_dict(meta["config"], f"{run_dir}")):
         raise DataError(
             f"{run_dir}: the checkpoint was made with another config (config.toml vs "
             f"checkpoint: {'; '.join(differences)}); resume it with its own config"
         )
-    return params, state, meta["history"], EarlyStopping.from_meta(cfg.train.patience, meta)
+    params, stats = split_state(model, arrays)
+    stopping = EarlyStopping.from_meta(cfg.train.patience, meta)
+    return params, stats, state, meta["history"], stopping
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> Array:
@@ -242,9 +273,11 @@ def epoch_order(seed: int, epoch: int, n: int) -> Array:
     return np.random.default_rng([seed, epoch, SHUFFLE]).permutation(n)
 
 
-def evaluate_loss(model: Sequential, params: Params, x: Array, y: Array) -> dict[str, float]:
+def evaluate_loss(
+    model: Sequential, params: Params, x: Array, y: Array, *, state: State | None = None
+) -> dict[str, float]:
     """Validation loss and accuracy over a whole dataset, computed in batches."""
-    out = model.predict(params, x)  # (N, K)
+    out = model.predict(params, x, state=state)  # (N, K)
     return {
         "val_loss": mean_loss(model, out, y),
         "val_accuracy": float(np.mean(out.argmax(1) == y)),

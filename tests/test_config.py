@@ -66,9 +66,9 @@ def test_overrides():
 
 
 def test_an_unknown_config_lists_the_shipped_ones(tmp_path):
-    with pytest.raises(DataError, match="not a shipped config \\(shipped: classic, default\\)"):
+    with pytest.raises(DataError, match="not a shipped config \\(shipped: classic, cnn, default\\)"):
         Config.load(tmp_path / "nope.toml")
-    assert sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) == ["classic", "default"]
+    assert sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) == ["classic", "cnn", "default"]
 
 
 @pytest.mark.parametrize(
