@@ -66,7 +66,8 @@ def test_overrides():
 
 
 def test_an_unknown_config_lists_the_shipped_ones(tmp_path):
-    with pytest.raises(DataError, match="not a shipped config \\(shipped: classic, cnn, default\\)"):
+    shipped = r"not a shipped config \(shipped: classic, cnn, default\)"
+    with pytest.raises(DataError, match=shipped):
         Config.load(tmp_path / "nope.toml")
     assert sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) == ["classic", "cnn", "default"]
 
