@@ -2,6 +2,7 @@
 
     python bench/mnist_cnn.py                # train, then epoch (about 20 minutes)
     python bench/mnist_cnn.py train          # or any of: train epoch
+    python bench/mnist_cnn.py train --out runs/cnn   # keep the run folder (for `evaluate`)
 
 * ``train``: the shipped CNN config (``--config cnn``), trained as ``python -m nn train``
   does it: test accuracy on the 10000 test images, the wall time of the whole run (load
@@ -41,11 +42,12 @@ from nn.train import train
 CONFIG = "cnn"
 
 
-def train_cnn() -> str:
+def train_cnn(out: str | None = None) -> str:
     cfg = Config.load(CONFIG)
     with tempfile.TemporaryDirectory() as tmp:
         began = time.perf_counter()
-        metrics = train_run(cfg, Path(tmp) / "run", progress=ProgressBar(sys.stdout))
+        run = Path(out) if out else Path(tmp) / "run"
+        metrics = train_run(cfg, run, progress=ProgressBar(sys.stdout))
         seconds = time.perf_counter() - began
     epochs = [r["seconds"] for r in metrics["history"]]
     return (
@@ -98,12 +100,13 @@ def _torch_version() -> str:
 
 
 def main(which: list[str]) -> None:
-    which = which or ["train", "epoch"]
+    out = which[which.index("--out") + 1] if "--out" in which else None
+    which = [w for w in which if w not in ("--out", out)] or ["train", "epoch"]
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"numpy {np.__version__}, python {platform.python_version()}")  # fmt: skip
     rows = []
     for name in which:
-        rows += [train_cnn()] if name == "train" else epoch_comparison()
+        rows += [train_cnn(out)] if name == "train" else epoch_comparison()
     print("\n".join(["", "## results", *rows]))
 
 

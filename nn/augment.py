@@ -3,7 +3,8 @@
 A digit moved by a pixel or two is the same digit. Showing the network each training image
 at a fresh random offset every epoch teaches it that, and it is what takes the default MLP on
 MNIST from 98.38% to 98.91% test accuracy (``python bench/mnist_mlp.py noshift default``).
-Augmentation touches only the data, never the gradient, so it needs no vjp.
+Augmentation touches only the data, never the gradient, so it needs no vjp; its spec page
+is spec/random_shift.md.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import numpy as np
 
 from nn.errors import ShapeError
 from nn.op import Array
+
+__all__ = ["random_shift"]
 
 
 def random_shift(images: Array, rng: np.random.Generator, max_shift: int) -> Array:

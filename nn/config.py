@@ -193,6 +193,12 @@ class Config:
             except tomllib.TOMLDecodeError:
                 parsed = value.strip()  # a bare word is a string: optimizer.name=adam
             doc.setdefault(table, {})[key] = parsed
+            # layers and the MLP keys are alternatives: the one set last replaces the other
+            model = doc.get("model", {})
+            if table == "model" and key == "layers":
+                doc["model"] = {k: v for k, v in model.items() if k not in MLP_KEYS}
+            elif table == "model" and key in MLP_KEYS:
+                doc["model"] = {k: v for k, v in model.items() if k != "layers"}
         return Config.from_dict(doc, "--set")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:

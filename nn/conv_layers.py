@@ -84,7 +84,13 @@ class Conv2D(Layer):
         init: str = "he_normal",
     ) -> None:
         who = "Conv2D"
-        self.channels = pair(channels, "channels", who, minimum=1)[0]
+        if (
+            isinstance(channels, bool)
+            or not isinstance(channels, (int, np.integer))
+            or channels < 1
+        ):
+            raise ValueError(f"{who}: channels must be a positive integer, received {channels!r}")
+        self.channels = int(channels)
         self.kernel = pair(kernel, "kernel", who, minimum=1)
         self.stride = pair(stride, "stride", who, minimum=1)
         self.dilation = pair(dilation, "dilation", who, minimum=1)
@@ -95,6 +101,10 @@ class Conv2D(Layer):
                 self.dilation[0] * (self.kernel[0] - 1) // 2,
                 self.dilation[1] * (self.kernel[1] - 1) // 2,
             )
+        elif isinstance(padding, str):
+            raise ValueError(
+                f"{who}: padding must be 'same', an integer or a pair, received {padding!r}"
+            )
         else:
             self.padding = pair(padding, "padding", who, minimum=0)
         if init not in initializers.__all__ or init == "fans":
@@ -104,7 +114,7 @@ class Conv2D(Layer):
 
     def init(self, rng: np.random.Generator, in_shape: Shape, dtype: Any = np.float32) -> Params:
         c, _, _ = image_shape(in_shape, "Conv2D")
-        self.out_shape(in_shape)
+        self.out_shape(in_shape)  # refuse a kernel that does not fit before drawing weights
         draw = getattr(initializers, self.initializer)
         return {
             "w": draw(rng, (self.channels, c, *self.kernel), dtype=dtype),  # (K, C, R, S)

@@ -18,7 +18,7 @@ variance), returned anew rather than changed in place.
 ``library_ops`` lists the registered ops a layer is built from. A layer of this module whose
 ops are all library ops is trusted at assembly (each op passed the protocol in the test
 suite and has a spec page); any other layer is verified on the spot by
-:func:`nn.model.verify_layer`.
+:func:`nn.model_checks.verify_layer`.
 """
 
 from __future__ import annotations

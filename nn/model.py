@@ -5,7 +5,7 @@ A model is used as one pure function (DESIGN.md, "The op contract")::
     value, grads = model.loss(params, (x, y))   # grads has params' names, shapes and dtypes
 
 so the whole network's gradient can be checked end to end by the same protocol as one op
-(:func:`check_model`).
+(:func:`~nn.model_checks.check_model`).
 
 **Modes and state.** By default a model computes in inference mode. ``train=True`` turns
 on what only training does: dropout draws its masks from the ``rng`` passed in (an integer
@@ -30,17 +30,21 @@ import numpy as np
 
 from nn import activations
 from nn.errors import DataError, ShapeError, VerificationError
-from nn.layers import Activation, Dense, Layer, LayerVJP, Params, Shape, State, is_library_op
+from nn.layers import Activation, Dense, Layer, LayerVJP, Params, Shape, State
 from nn.losses import mean_squared_error, softmax_cross_entropy
-from nn.op import REGISTRY, Array
-from nn.report import Report
-from nn.testing import check_vjp
+from nn.model_checks import (  # noqa: F401  (check_model, verify_layer: used as nn.model.*)
+    _assembly_message,
+    _signatures,
+    check_model,
+    is_trusted,
+    verify_layer,
+)
+from nn.op import Array
 
 Batch = tuple[Array, Array]  # (x: (N, *input_shape) float, y: (N,) integer class labels)
 Rng = int | np.random.Generator | None  # a seed gives the same dropout masks on every call
 LOSSES = ("softmax_cross_entropy", "mean_squared_error")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
-LIBRARY_LAYER_MODULES = ("nn.layers", "nn.conv_layers", "nn.norm_layers")
 
 
 class Sequential:
@@ -142,7 +146,7 @@ class Sequential:
                 f"received {x.shape}"
             )
         state = self._check_state(state)
-        gen = np.random.default_rng(rng) if isinstance(rng, int) else rng
+        gen = np.random.default_rng(rng) if isinstance(rng, (int, np.integer)) else rng
         vjps: list[LayerVJP] = []
         new_state: State = {}
         for name, layer in zip(self.names, self.layers, strict=True):
@@ -288,115 +292,3 @@ def one_hot(y: Array, k: int, dtype: Any = np.float32) -> Array:
     out = np.zeros((y.size, k), dtype=dtype)  # (N, K)
     out[np.arange(y.size), y] = 1
     return out
-
-
-def _signatures(layer: Layer) -> str:
-    """``" (op conv2d: (n,c,h,w),(k,c,r,s),(k)->(n,k,p,q))"`` for a layer of library ops."""
-    ops = layer.library_ops() or ()
-    sigs = [f"{f.__name__}: {REGISTRY[f.__name__].signature.text}" for f in ops if is_library_op(f)]
-    return f" (op {'; '.join(sigs)})" if sigs else ""
-
-
-def is_trusted(layer: Layer) -> bool:
-    """A layer of the library itself (:mod:`nn.layers`, :mod:`nn.conv_layers`,
-    :mod:`nn.norm_layers`), built only from library ops."""
-    ops = layer.library_ops()
-    return type(layer).__module__ in LIBRARY_LAYER_MODULES and ops is not None
-
-
-def verify_layer(layer: Layer, in_shape: Shape, *, seed: int = 0, batch: int = 2) -> Report:
-    """Check a layer's vjp (input and every parameter) by :func:`nn.testing.check_vjp`.
-
-    The layer runs in float64 on a batch of Gaussian inputs of its real shape, with
-    parameters from its own ``init`` moved to a general position: a bug can hide at special
-    values such as a scale initialized to exactly 1 (``dx = g`` is then right by accident).
-    """
-    rng = np.random.default_rng([seed, 0x1A7E])
-    label = f"{layer.name} ({type(layer).__name__})"
-    try:
-        params = {k: _general_position(rng, v) for k, v in layer.init(rng, in_shape).items()}
-        x = rng.standard_normal((batch, *in_shape))  # (N, *in_shape)
-        names = list(params)
-
-        def as_op(x: Array, *arrays: Array) -> tuple[Array, Callable[..., tuple[Array, ...]]]:
-            y, vjp = layer.apply(dict(zip(names, arrays, strict=True)), x)
-
-            def op_vjp(g: Array) -> tuple[Array, ...]:
-                dx, dparams = vjp(g)
-                return (dx, *(dparams[k] for k in names))
-
-            return y, op_vjp
-
-        as_op.__name__ = label
-        expected = (batch, *tuple(layer.out_shape(in_shape)))
-        if (got := np.shape(as_op(x, *params.values())[0])) != expected:
-            raise VerificationError(
-                f"{label}: out_shape says the output is {expected} for an input {x.shape}, "
-                f"but apply returned {got}"
-            )
-        return check_vjp(
-            as_op, x, *params.values(), seed=seed, raise_on_failure=False, names=["x", *names]
-        )
-    except VerificationError:
-        raise
-    except Exception as e:  # a layer that cannot even run is reported, not crashed into
-        raise VerificationError(f"{label} could not be verified: {type(e).__name__}: {e}") from e
-
-
-def _general_position(rng: np.random.Generator, p: Array) -> Array:
-    """``p`` plus Gaussian noise of half its RMS (or of 0.5 if ``p`` is all zero), float64."""
-    p = np.asarray(p, np.float64)
-    rms = float(np.sqrt(np.mean(p * p))) if p.size else 0.0
-    return p + 0.5 * (rms if rms > 0 else 1.0) * rng.standard_normal(p.shape)
-
-
-def check_model(
-    model: Sequential,
-    params: Params,
-    batch: Batch,
-    *,
-    state: State | None = None,
-    train: bool = False,
-    seed: int = 0,
-    directions: int = 2,
-) -> Report:
-    """The whole network's gradient by the protocol (P2, P3): every parameter tensor alone and
-    all jointly, in float64 (P12: run it at init and after some training steps).
-
-    ``train=True`` checks the training-mode loss: dropout's masks come from ``seed`` anew on
-    every evaluation, so they are the same for every finite difference (P6), and batch norm
-    normalizes by the batch's statistics, whose dependence on the parameters is part of
-    the gradient.
-
-    The absolute term of P2's tolerance uses the whole gradient's norm (``atol_scale="all"``):
-    in a deep sigmoid network the first layer's gradient can be 1e2-1e4 times (or more) below
-    the loss, so ``1e-8 ||g_moved||`` would fall below the rounding floor ``1e-10 |f|`` of a
-    central difference taken on the loss: a property of the loss, not a bug.
-    """
-    names = list(params)
-    x = np.asarray(batch[0], np.float64)
-    state64 = {k: np.asarray(v, np.float64) for k, v in (state or {}).items()}
-
-    def network_loss(*arrays: Array) -> tuple[Array, Callable[[Array], tuple[Array, ...]]]:
-        value, grads = model.loss(
-            dict(zip(names, arrays, strict=True)), (x, batch[1]),
-            state=state64, train=train, rng=seed,
-        )  # fmt: skip
-        return np.asarray(value), lambda g: tuple(g * grads[k] for k in names)
-
-    network_loss.__name__ = "model loss"
-    arrays = [np.asarray(params[k], np.float64) for k in names]
-    return check_vjp(
-        network_loss, *arrays, seed=seed, directions=directions, raise_on_failure=False,
-        atol_scale="all", names=names,
-    )  # fmt: skip
-
-
-def _assembly_message(i: int, layer: Layer, report: Report) -> str:
-    worst = max(report.failures, key=lambda c: np.nan_to_num(c.ratio, nan=np.inf))
-    where = ", ".join(dict.fromkeys(c.input for c in report.failures))
-    return (
-        f"layer {i} ({layer.name}) is not a library op, so it was verified at assembly and "
-        f"failed {len(report.failures)} of {len(report.checks)} checks (on {where}); worst: "
-        f"{worst.message()} ({worst.ratio:.3g} x tolerance)"
-    )

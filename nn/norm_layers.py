@@ -32,7 +32,7 @@ class Dropout(Layer):
     name = "dropout"
 
     def __init__(self, rate: float = 0.5) -> None:
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        if not _real(rate) or not 0 <= rate < 1:
             raise ValueError(f"Dropout: rate must be a number in [0, 1), received {rate!r}")
         self.rate = float(rate)
 
@@ -74,9 +74,11 @@ class BatchNorm(Layer):
     name = "batch_norm"
 
     def __init__(self, *, momentum: float = 0.1, eps: float = 1e-5) -> None:
-        if isinstance(momentum, bool) or not 0 < momentum <= 1:
-            raise ValueError(f"BatchNorm: momentum must be in (0, 1], received {momentum!r}")
-        if isinstance(eps, bool) or not 0 < eps < np.inf:
+        if not _real(momentum) or not 0 < momentum <= 1:
+            raise ValueError(
+                f"BatchNorm: momentum must be a number in (0, 1], received {momentum!r}"
+            )
+        if not _real(eps) or not 0 < eps < np.inf:
             raise ValueError(f"BatchNorm: eps must be a finite number > 0, received {eps!r}")
         self.momentum, self.eps = float(momentum), float(eps)
 
@@ -115,9 +117,13 @@ class BatchNorm(Layer):
             y, vjp = batch_norm(x4, params["gamma"], params["beta"], eps=self.eps)
             mean, var = batch_moments(x4)  # (C,), (C,)
             running = update_running(
-                state["running_mean"], state["running_var"], mean, var,
-                momentum=self.momentum, count=x4.size // x4.shape[1],
-            )  # fmt: skip
+                state["running_mean"],
+                state["running_var"],
+                mean,
+                var,
+                momentum=self.momentum,
+                count=x4.size // x4.shape[1],
+            )  # count: the N H W values of each channel; fmt: skip
             state = {"running_mean": running[0], "running_var": running[1]}
         else:
             y, vjp = batch_norm_inference(
@@ -139,6 +145,11 @@ class BatchNorm(Layer):
 
     def config(self) -> dict[str, Any]:
         return {"layer": self.name, "momentum": self.momentum, "eps": self.eps}
+
+
+def _real(v: Any) -> bool:
+    """A real number, not a bool (True would silently mean 1) nor a string from a config."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
 def _as_images(x: Array) -> Array:

@@ -30,6 +30,7 @@ from nn.config import Config
 from nn.errors import DataError, DivergenceError, ShapeError
 from nn.layers import Params, State
 from nn.model import Sequential, mlp
+from nn.norm_layers import BatchNorm
 from nn.op import Array
 from nn.optim import Optimizer, make_optimizer
 from nn.schedules import Constant, CosineDecay, StepDecay
@@ -58,7 +59,8 @@ def images_to_inputs(images: Array, input_shape: tuple[int, ...] | None = None) 
 
 
 def build_model(cfg: Config, input_size: int = 784, classes: int = 10) -> Sequential:
-    """The network a config describes: its ``layers`` on images (1, 28, 28), or an MLP."""
+    """The network a config describes: its ``layers`` on images (1, 28, 28), or an MLP of
+    ``input_size`` inputs (``input_size`` applies to the MLP only)."""
     m = cfg.model
     if m.layers:
         layers = build_layers(m.layers, "[model] layers")
@@ -164,6 +166,7 @@ def train(
         raise DataError("resume needs the run folder to resume from")
     n = len(x_train) - t.validation
     model, opt = build_model(cfg), build_optimizer(cfg)
+    _check_batch_norm_batches(model, n, t.batch_size)
     x_val, y_val = images_to_inputs(x_train[n:], model.input_shape), y_train[n:]
     images = x_train[:n].astype(np.float32)  # (n, 28, 28), one copy
     images /= np.float32(255)
@@ -178,7 +181,7 @@ def train(
     # Interrupted before the first checkpoint: resuming is starting over, exactly.
     if resume and run_dir is not None and (Path(run_dir) / "checkpoint.json").exists():
         params, stats, state, result.history, stopping = _restore(run_dir, cfg, model)
-        if t.patience:
+        if t.patience and stopping.best_epoch:  # no epoch improved yet: no best/ was written
             best = split_state(model, load_checkpoint(Path(run_dir) / "best")[0])
         else:
             best = params, stats
@@ -244,6 +247,20 @@ def train(
     result.stopped_early, result.best_epoch = stopping.stopped, stopping.best_epoch
     result.params, result.state = best if stopping.stopped else (params, stats)
     return result
+
+
+def _check_batch_norm_batches(model: Sequential, n: int, batch_size: int) -> None:
+    """Batch norm needs 2 values per channel in every batch; say so before training starts
+    rather than in the last batch of the first epoch."""
+    last = n % batch_size or batch_size  # the smallest batch of an epoch
+    for name, layer, shape in zip(model.names, model.layers, model.shapes, strict=False):
+        per_channel = min(last, batch_size) * int(np.prod(shape[1:]))  # N H W, or N for (D,)
+        if isinstance(layer, BatchNorm) and per_channel < 2:
+            raise DataError(
+                f"[train] batch_size {batch_size} leaves a last batch of {last} of the {n} "
+                f"training images, and {name} (batch norm of {shape}) needs at least 2 values "
+                f"per channel; change batch_size or validation"
+            )
 
 
 def split_state(model: Sequential, arrays: Params) -> tuple[Params, State]:

@@ -181,3 +181,36 @@ def test_metrics_json_is_strict_json(tmp_path, offline):
     main(["train", *FAST, "--out", str(tmp_path / "run")])
     text = (tmp_path / "run" / "metrics.json").read_text()
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+CNN = (
+    'model.layers=[{layer = "conv2d", channels = 4, kernel = 3, padding = "same"}, '
+    '{layer = "batch_norm"}, {layer = "relu"}, {layer = "max_pool2d", window = 2}, '
+    '{layer = "flatten"}, {layer = "dropout", rate = 0.2}, {layer = "dense", units = 10}]'
+)
+FAST_CNN = ["--set", CNN, "--set", "train.epochs=6", "--set", "train.validation=100",
+            "--set", "train.batch_size=50", "--set", "optimizer.name=adam",
+            "--set", "optimizer.lr=0.01"]  # fmt: skip
+
+
+def test_a_cnn_trains_evaluates_and_predicts_through_the_same_cli(tmp_path, offline, capsys):
+    """The CLI is unchanged for a CNN: train, evaluate and predict use the run's own config,
+    and batch norm's running statistics travel in the run's model folder."""
+    run = tmp_path / "cnn"
+    assert main(["train", *FAST_CNN, "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "conv2d0" in out and "batch_norm1" in out  # the summary
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.8
+    trained = nn.run.load_model(run)
+    assert sorted(trained.state) == ["batch_norm1.running_mean", "batch_norm1.running_var"]
+    assert not np.all(trained.state["batch_norm1.running_var"] == 1)  # trained, not initial
+    assert main(["evaluate", str(run)]) == 0
+    evaluated = capsys.readouterr().out
+    assert f"test accuracy {100 * metrics['test']['accuracy']:.2f}%" in evaluated
+    np.save(tmp_path / "five.npy", offline.x_test[:5])
+    assert main(["predict", str(run), str(tmp_path / "five.npy")]) == 0
+    predicted = [
+        int(line.split(": ")[1].split()[0]) for line in capsys.readouterr().out.splitlines()
+    ]
+    assert np.mean(np.array(predicted) == offline.y_test[:5]) >= 0.6

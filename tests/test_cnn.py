@@ -104,6 +104,9 @@ def test_batch_norm_state_updates_in_training_and_is_used_in_inference():
     _, _, new = model.forward(params, x, state=state, train=True)
     mean = x.mean(axis=(0, 2, 3))
     assert np.allclose(new["batch_norm0.running_mean"], 0.5 * mean, rtol=1e-5)
+    # the running variance takes the unbiased variance over the N H W values of a channel
+    unbiased = x.astype(np.float64).var(axis=(0, 2, 3), ddof=1)
+    assert np.allclose(new["batch_norm0.running_var"], 0.5 + 0.5 * unbiased, rtol=1e-5)
     assert state["batch_norm0.running_mean"].tolist() == [0, 0]  # returned anew, not in place
     eval_out = model.forward(params, x, state=new)[0]
     expected = (x - new["batch_norm0.running_mean"][:, None, None]) / np.sqrt(
@@ -218,3 +221,87 @@ def test_untrusted_layer_in_a_cnn_is_still_verified():
 
     with pytest.raises(VerificationError, match=r"layer 1 \(bad_relu\)"):
         Sequential([Conv2D(2, 3), Activation(bad_relu), Flatten(), Dense(3)], input_shape=(1, 6, 6))
+
+
+def test_set_layers_or_mlp_keys_replaces_the_other_description():
+    """--set model.layers=[...] on the default MLP config gives a CNN, and --set model.hidden
+    on the CNN config gives an MLP: one description of the network at a time."""
+    cnn = Config().override(['model.layers=[{layer = "flatten"}, {layer = "dense", units = 10}]'])
+    assert cnn.model.layers and "hidden" not in cnn.to_dict()["model"]
+    mlp = Config.load("cnn").override(["model.hidden=[10]"])
+    assert mlp.model.layers == () and mlp.model.hidden == (10,)
+
+
+def test_a_user_layers_training_mode_is_verified_at_assembly():
+    """A layer that overrides forward is checked in training mode too: here inference is
+    right and training doubles its output but forgets the 2 in its vjp."""
+    from nn.errors import VerificationError
+    from nn.layers import Layer
+
+    class Noisy(Layer):
+        name = "noisy"
+
+        def forward(self, params, x, *, state, train, rng):
+            if not train:
+                return x, lambda g: (g, {}), state
+            return 2 * x, lambda g: (g, {}), state
+
+    with pytest.raises(VerificationError, match=r"layer 1 \(noisy\).*x \(training\)"):
+        Sequential([Flatten(), Noisy(), Dense(3)], input_shape=(1, 4, 4))
+
+
+def test_a_batch_of_one_for_batch_norm_is_refused_before_training():
+    x, y = synthetic_digits(101, seed=3)
+    layers = [{"layer": "flatten"}, {"layer": "dense", "units": 8}, {"layer": "batch_norm"},
+              {"layer": "dense", "units": 10}]  # fmt: skip
+    cfg = Config.from_dict({"model": {"layers": layers},
+                            "train": {"epochs": 1, "batch_size": 50, "validation": 0}})  # fmt: skip
+    with pytest.raises(DataError, match=r"batch_size 50 leaves a last batch of 1 .* batch_norm2"):
+        train(cfg, x, y)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (
+            lambda: BatchNorm(momentum="0.1"),
+            r"momentum must be a number in \(0, 1\], received '0.1'",
+        ),
+        (lambda: BatchNorm(eps=True), r"eps must be a finite number > 0, received True"),
+        (lambda: Conv2D((3, 4)), r"channels must be a positive integer, received \(3, 4\)"),
+        (lambda: Conv2D(3, padding="valid"), r"padding must be 'same', an integer or a pair"),
+        (lambda: Dropout("0.5"), r"rate must be a number in \[0, 1\), received '0.5'"),
+    ],
+)
+def test_bad_layer_arguments_name_the_argument_and_what_was_received(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_a_numpy_integer_seed_gives_the_same_masks_as_a_python_int():
+    model = Sequential([Flatten(), Dropout(0.5), Dense(3)], input_shape=(1, 4, 4))
+    params = model.init(0)
+    x = np.ones((4, 1, 4, 4), np.float32)
+    a = model.forward(params, x, train=True, rng=np.int64(5))[0]
+    assert np.array_equal(a, model.forward(params, x, train=True, rng=5)[0])
+
+
+def test_early_stopping_keeps_the_best_epochs_running_statistics_and_resumes_bitwise(tmp_path):
+    x, y = synthetic_digits(600, seed=3)
+    cfg = Config.from_dict({
+        "model": {"layers": LENET},
+        "optimizer": {"name": "adam", "lr": 0.1},  # large: the validation loss goes up again
+        "schedule": {"name": "constant"},
+        "train": {"epochs": 8, "batch_size": 50, "validation": 100, "patience": 2},
+    })  # fmt: skip
+    whole = train(cfg, x, y, run_dir=tmp_path / "whole")
+    best = whole.best_epoch
+    assert whole.stopped_early and best < len(whole.history)
+    cut = train(cfg, x, y, run_dir=tmp_path / "cut", stop_after=best)
+    for name in whole.state:  # the kept statistics are the best epoch's, not the last one's
+        assert whole.state[name].tobytes() == cut.state[name].tobytes(), name
+    resumed = train(cfg, x, y, run_dir=tmp_path / "cut", resume=True)
+    for name in whole.state:
+        assert resumed.state[name].tobytes() == whole.state[name].tobytes(), name
+    for name in whole.params:
+        assert resumed.params[name].tobytes() == whole.params[name].tobytes(), name

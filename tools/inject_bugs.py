@@ -22,6 +22,42 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # name -> (file, exact text, replacement). The text must occur exactly once.
 BUGS = {
+    # CNN ops and layers (issue 5).
+    "col2im crop swaps the padding of rows and columns (conv2d dx)": (
+        "nn/conv.py",
+        "dxp[:, :, ph : ph + h, pw : pw + wd]",
+        "dxp[:, :, pw : pw + h, ph : ph + wd]",
+    ),
+    "col2im overwrites instead of adding (conv2d dx, overlapping taps)": (
+        "nn/conv.py",
+        "dxp[:, :, rows, cols] += dcols[:, i, j]",
+        "dxp[:, :, rows, cols] = dcols[:, i, j]",
+    ),
+    "max-pool routes a tie to the last maximum": (
+        "nn/pool.py",
+        "wins = buf > y",
+        "wins = buf >= y",
+    ),
+    "batch norm dx drops the -xhat mean(g xhat) term": (
+        "nn/norm.py",
+        "dx = xhat * (-dgamma / m)[:, None, None]",
+        "dx = xhat * (0 * dgamma)[:, None, None]",
+    ),
+    "dropout without the 1/(1-rate) scale": (
+        "nn/dropout.py",
+        "scale = x.dtype.type(1.0 / (1.0 - rate))",
+        "scale = x.dtype.type(1.0)",
+    ),
+    "batch norm running statistics never updated in training": (
+        "nn/norm_layers.py",
+        'state = {"running_mean": running[0], "running_var": running[1]}',
+        "state = dict(state)",
+    ),
+    "dropout masks from an unseeded generator (resume no longer exact)": (
+        "nn/train.py",
+        "masks = np.random.default_rng([t.seed, epoch, DROPOUT])",
+        "masks = np.random.default_rng()",
+    ),
     "vjp scaled by 1.01 (linear dW)": (
         "nn/linear.py",
         "unbroadcast(dw, w.shape)",
@@ -65,8 +101,8 @@ BUGS = {
     ),
     "He normal scaled by fan_out": (
         "nn/init.py",
-        'return _normal("he_normal", rng, (n_in, n_out), math.sqrt(2 / n_in), dtype)',
-        'return _normal("he_normal", rng, (n_in, n_out), math.sqrt(2 / n_out), dtype)',
+        'return _normal("he_normal", rng, sides, math.sqrt(2 / n_in), dtype)',
+        'return _normal("he_normal", rng, sides, math.sqrt(2 / n_out), dtype)',
     ),
     "augmentation drawn from an unseeded generator (resume no longer exact)": (
         "nn/train.py",
