@@ -49,7 +49,7 @@ class Result:
 
 
 def images_to_inputs(images: Array, input_shape: tuple[int, ...] | None = None) -> Array:
-    """uint8 images (N, 28, 28) -> float32 inputs in [0, 1], shaped (N, *input_shape):
+    """uint8 images (N, 28, 28) -> float32 inputs in [0, 1], shaped ``(N, *input_shape)``:
     (N, 784) for an MLP (the default), (N, 1, 28, 28) for a CNN."""
     if images.dtype != np.uint8:
         raise DataError(f"images must be uint8 pixels 0..255, received dtype {images.dtype}")
