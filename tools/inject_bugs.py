@@ -112,6 +112,23 @@ BUGS = {
 }
 
 
+# With --first, the tests of the changed module run first: a failure there already proves
+# the suite goes red, and saves running the whole suite up to its first failure (CI time).
+# Only when they all pass does the whole suite run.
+FIRST_LOOK = {
+    "nn/linear.py": ["tests/test_linear.py"],
+    "nn/activations.py": ["tests/test_softmax.py", "tests/test_log_softmax.py"],
+    "nn/optim.py": ["tests/test_optim.py"],
+    "nn/init.py": ["tests/test_init.py"],
+    "nn/train.py": ["tests/test_train.py", "tests/test_cnn.py"],
+    "nn/conv.py": ["tests/test_conv2d.py"],
+    "nn/pool.py": ["tests/test_max_pool2d.py"],
+    "nn/norm.py": ["tests/test_batch_norm.py"],
+    "nn/dropout.py": ["tests/test_dropout.py"],
+    "nn/norm_layers.py": ["tests/test_cnn.py"],
+}
+
+
 def run_with_bug(name: str, keep_going: bool) -> list[str]:
     """Apply one bug in a copy of the repository; return the ids of the failing tests."""
     path, old, new = BUGS[name]
@@ -125,8 +142,14 @@ def run_with_bug(name: str, keep_going: bool) -> list[str]:
         (copy / path).write_text(source.replace(old, new), encoding="utf-8")
         pytest = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider"]
         pytest += [] if keep_going else ["-x"]
-        result = subprocess.run(pytest, cwd=copy, capture_output=True, text=True, check=False)
-    return re.findall(r"^FAILED (\S+)", result.stdout, re.M)
+        first = [] if keep_going else FIRST_LOOK.get(path, [])
+        for tests in ([first] if first else []) + [[]]:  # [] is the whole suite
+            result = subprocess.run(
+                pytest + tests, cwd=copy, capture_output=True, text=True, check=False
+            )
+            if failed := re.findall(r"^FAILED (\S+)", result.stdout, re.M):
+                return failed
+    return []
 
 
 def main() -> int:
