@@ -476,17 +476,6 @@ def test_kernel_fans_are_those_of_the_im2col_gemm(shape):
     assert fan_out == k * r * s
 
 
-@pytest.mark.spec("glorot", 9)
-def test_fans_agree_with_pytorch():
-    """PyTorch's ``_calculate_fan_in_and_fan_out`` gives the same fans; it stores a dense
-    weight transposed, as (M, D), and a conv kernel as (K, C, R, S), like ``nn``."""
-    torch = pytest.importorskip("torch")
-    torch_fans = torch.nn.init._calculate_fan_in_and_fan_out
-    for shape in [(784, 256), (3, 5), (64, 32, 3, 3), (8, 3, 5, 1), (1, 1, 1, 1), (2, 7, 1, 4)]:
-        stored = shape[::-1] if len(shape) == 2 else shape
-        assert fans(shape) == torch_fans(torch.empty(stored)), shape
-
-
 def zero_padding_profile(side, layers):
     """The mean-field second moments of a 'same' 3x3 conv + relu stack on side x side maps,
     relative to layer 1 (forward) and to the last layer (backward), with He's scale.
