@@ -52,3 +52,16 @@ def tiny_mnist():
     x_train, y_train = synthetic_digits(600, seed=1)
     x_test, y_test = synthetic_digits(200, seed=2)
     return MnistData(x_train, y_train, x_test, y_test, "synthetic test digits", None)
+
+
+def pytest_assertrepr_compare(op, left, right):
+    """Bitwise comparisons (``a.tobytes() == b.tobytes()``) of two different arrays compare
+    long byte strings, and pytest's own diff of those takes minutes (it is quadratic); say
+    where they first differ instead."""
+    if op == "==" and isinstance(left, bytes) and isinstance(right, bytes):
+        first = next(
+            (i for i, (a, b) in enumerate(zip(left, right, strict=False)) if a != b),
+            min(len(left), len(right)),
+        )
+        return [f"byte strings differ (lengths {len(left)}, {len(right)}); first at byte {first}"]
+    return None

@@ -144,9 +144,13 @@ def run_with_bug(name: str, keep_going: bool) -> list[str]:
         pytest += [] if keep_going else ["-x"]
         first = [] if keep_going else FIRST_LOOK.get(path, [])
         for tests in ([first] if first else []) + [[]]:  # [] is the whole suite
-            result = subprocess.run(
-                pytest + tests, cwd=copy, capture_output=True, text=True, check=False
-            )
+            try:  # a hang is neither caught nor survived: say so rather than stall CI
+                result = subprocess.run(
+                    pytest + tests, cwd=copy, capture_output=True, text=True, check=False,
+                    timeout=600,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired:
+                raise SystemExit(f"{name}: the tests ran over 600 s with the bug in") from None
             if failed := re.findall(r"^FAILED (\S+)", result.stdout, re.M):
                 return failed
     return []
