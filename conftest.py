@@ -54,14 +54,10 @@ def tiny_mnist():
     return MnistData(x_train, y_train, x_test, y_test, "synthetic test digits", None)
 
 
-def pytest_assertrepr_compare(op, left, right):
-    """Bitwise comparisons (``a.tobytes() == b.tobytes()``) of two different arrays compare
-    long byte strings, and pytest's own diff of those takes minutes (it is quadratic); say
-    where they first differ instead."""
-    if op == "==" and isinstance(left, bytes) and isinstance(right, bytes):
-        first = next(
-            (i for i, (a, b) in enumerate(zip(left, right, strict=False)) if a != b),
-            min(len(left), len(right)),
-        )
-        return [f"byte strings differ (lengths {len(left)}, {len(right)}); first at byte {first}"]
-    return None
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays are equal bit for bit (NaN payloads and -0.0 included).
+
+    A plain ``assert a.tobytes() == b.tobytes()`` makes pytest diff the two byte strings
+    when they differ, which on CI (CI=true: full diffs) takes minutes for a model's weights.
+    """
+    return bool(a.tobytes() == b.tobytes())

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 
 import nn.checkpoint
+from conftest import same_bits
 from nn.atomic import sha256_file
 from nn.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from nn.errors import DataError, DTypeError
@@ -54,7 +55,7 @@ def assert_bitwise_equal(got, expected):
         b = got[name]
         assert isinstance(b, np.ndarray)
         assert (b.dtype, b.shape) == (a.dtype, a.shape), name
-        assert b.tobytes() == a.tobytes(), name
+        assert same_bits(b, a), name
 
 
 def same_json(a, b):
