@@ -23,7 +23,7 @@ from nn import init as initializers
 from nn.conv import conv2d
 from nn.errors import ShapeError
 from nn.layers import Layer, LayerVJP, Params, Shape
-from nn.op import Array, OpFn
+from nn.op import REGISTRY, Array, OpFn
 from nn.pool import avg_pool2d, max_pool2d
 from nn.reshape import flatten
 
@@ -57,10 +57,14 @@ def image_shape(in_shape: Shape, who: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-def window_out(size: int, window: int, stride: int, pad: int = 0, dilation: int = 1) -> int:
-    """Output length of a sliding window: floor((size + 2 pad - dilation (window - 1) - 1)
-    / stride) + 1 (spec/conv2d.md, spec/max_pool2d.md)."""
-    return (size + 2 * pad - dilation * (window - 1) - 1) // stride + 1
+def op_out_shape(fn: OpFn, shapes: list[Shape], static: dict[str, Any], why: str) -> Shape:
+    """The output shape (without the batch axis) the op's own signature derives for these
+    inputs, so the layer never restates the op's size formula; ``why`` replaces the op's
+    ShapeError, in the layer's words."""
+    try:
+        return REGISTRY[fn.__name__].output_shape(shapes, static)[1:]
+    except ShapeError:
+        raise ShapeError(why) from None
 
 
 class Conv2D(Layer):
@@ -122,19 +126,14 @@ class Conv2D(Layer):
         }
 
     def out_shape(self, in_shape: Shape) -> Shape:
-        _, h, w = image_shape(in_shape, "Conv2D")
-        p, q = (
-            window_out(size, k, s, pad, d)
-            for size, k, s, pad, d in zip(
-                (h, w), self.kernel, self.stride, self.padding, self.dilation, strict=True
-            )
-        )
-        if min(p, q) < 1:
-            raise ShapeError(
-                f"Conv2D: a {self.kernel} kernel (dilation {self.dilation}, padding "
-                f"{self.padding}) does not fit an input of {h}x{w}; in_shape {in_shape}"
-            )
-        return (self.channels, p, q)
+        c, h, w = image_shape(in_shape, "Conv2D")
+        k = self.channels
+        static = {"stride": self.stride, "padding": self.padding, "dilation": self.dilation}
+        return op_out_shape(
+            conv2d, [(1, c, h, w), (k, c, *self.kernel), (k,)], static,
+            f"Conv2D: a {self.kernel} kernel (dilation {self.dilation}, padding "
+            f"{self.padding}) does not fit an input of {h}x{w}; in_shape {in_shape}",
+        )  # fmt: skip
 
     def apply(self, params: Params, x: Array) -> tuple[Array, LayerVJP]:
         y, vjp = conv2d(
@@ -171,14 +170,11 @@ class _Pool2D(Layer):
 
     def out_shape(self, in_shape: Shape) -> Shape:
         c, h, w = image_shape(in_shape, type(self).__name__)
-        p = window_out(h, self.window[0], self.stride[0])
-        q = window_out(w, self.window[1], self.stride[1])
-        if min(p, q) < 1:
-            raise ShapeError(
-                f"{type(self).__name__}: a {self.window} window does not fit an input of "
-                f"{h}x{w}; in_shape {in_shape}"
-            )
-        return (c, p, q)
+        return op_out_shape(
+            type(self).op, [(1, c, h, w)], {"window": self.window, "stride": self.stride},
+            f"{type(self).__name__}: a {self.window} window does not fit an input of "
+            f"{h}x{w}; in_shape {in_shape}",
+        )  # fmt: skip
 
     def apply(self, params: Params, x: Array) -> tuple[Array, LayerVJP]:
         y, vjp = type(self).op(x, window=self.window, stride=self.stride)  # (N,C,H,W)->(N,C,P,Q)
