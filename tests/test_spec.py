@@ -23,7 +23,7 @@ HEADER_KEYS = {"op", "module", "signature", "complex_safe", "kinks"}
 # Equations that are not ops (initializers, update rules, schedules) have "rule" pages.
 RULE_SECTIONS = ["Definition", "Derivation", "Numerics", "Invariants", "Example"]
 RULE_HEADER_KEYS = {"rule", "module", "objects"}
-RULE_MODULES = ("nn.init", "nn.optim", "nn.schedules", "nn.augment")
+RULE_MODULES = ("nn.init", "nn.optim", "nn.schedules", "nn.augment", "nn.clip")
 
 
 def public_names(modules: tuple[str, ...] = RULE_MODULES) -> dict[str, list[str]]:
