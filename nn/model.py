@@ -36,12 +36,16 @@ from nn.model_checks import (  # noqa: F401  (check_model, verify_layer: used as
     _assembly_message,
     _signatures,
     check_model,
+    check_params,
     is_trusted,
+    param_shapes,
     verify_layer,
+    verify_loss,
 )
 from nn.op import Array
 
 Batch = tuple[Array, Array]  # (x: (N, *input_shape) float, y: (N,) integer class labels)
+LossFn = Callable[[Array, Array], tuple[Array, Callable[[Array], tuple[Array, ...]]]]
 Rng = int | np.random.Generator | None  # a seed gives the same dropout masks on every call
 LOSSES = ("softmax_cross_entropy", "mean_squared_error")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
@@ -52,7 +56,9 @@ class Sequential:
 
     ``loss="softmax_cross_entropy"`` reads the last layer's output as logits;
     ``loss="mean_squared_error"`` compares it with one-hot targets (the classic quadratic
-    cost, usually after a sigmoid).
+    cost, usually after a sigmoid). ``loss`` may also be a user's function
+    ``fn(outputs (N, K), labels (N,)) -> (value, vjp)`` with ``vjp(g) -> (d_outputs,)``,
+    verified at assembly like a user's layer.
 
     >>> from nn.activations import relu
     >>> model = Sequential([Dense(5), Activation(relu), Dense(3)], input_shape=(4,))
@@ -70,15 +76,20 @@ class Sequential:
         layers: Sequence[Layer],
         *,
         input_shape: Shape,
-        loss: str = "softmax_cross_entropy",
+        loss: str | LossFn = "softmax_cross_entropy",
         verify_seed: int = 0,
     ) -> None:
-        if loss not in LOSSES:
-            raise ValueError(f"Sequential: loss must be one of {LOSSES}, received {loss!r}")
+        if not callable(loss) and loss not in LOSSES:
+            raise ValueError(
+                f"Sequential: loss must be one of {LOSSES} or a function "
+                f"fn(outputs, labels) -> (value, vjp), received {loss!r}"
+            )
         if not layers:
             raise ValueError("Sequential: layers must not be empty")
         self.layers = list(layers)
-        self.loss_name = loss
+        self.loss_fn = loss if callable(loss) else None
+        self.loss_name = getattr(loss, "__name__", "loss") if callable(loss) else str(loss)
+        self._param_shapes: dict[str, Shape] | None = None  # from the layers' init, on first use
         self.input_shape = tuple(int(d) for d in input_shape)
         self.shapes = [self.input_shape]  # shapes[i] is layer i's input shape (no batch axis)
         for i, layer in enumerate(self.layers):
@@ -87,11 +98,11 @@ class Sequential:
                     f"Sequential: layer {i} must be an nn.layers.Layer (wrap a function in "
                     f"Activation), received {type(layer).__name__}"
                 )
-            if not is_trusted(layer):
-                report = verify_layer(layer, self.shapes[-1], seed=verify_seed)
-                if not report.passed:
-                    raise VerificationError(_assembly_message(i, layer, report))
             try:
+                if not is_trusted(layer):  # its own params reach its ops here: shapes too
+                    report = verify_layer(layer, self.shapes[-1], seed=verify_seed)
+                    if not report.passed:
+                        raise VerificationError(_assembly_message(i, layer, report))
                 self.shapes.append(tuple(layer.out_shape(self.shapes[-1])))
             except ShapeError as e:
                 raise ShapeError(
@@ -106,6 +117,14 @@ class Sequential:
                     f"names are unambiguous; {name!r} is not"
                 )
         self.state_names = list(self.init_state())
+        if self.loss_fn is not None:
+            report = verify_loss(self.loss_fn, self.classes, seed=verify_seed)
+            if not report.passed:
+                worst = max(report.failures, key=lambda c: np.nan_to_num(c.ratio, nan=np.inf))
+                raise VerificationError(
+                    f"loss {self.loss_name} is not a library loss, so it was verified at "
+                    f"assembly and failed: {worst.message()} ({worst.ratio:.3g} x tolerance)"
+                )
 
     @property
     def classes(self) -> int:
@@ -137,15 +156,23 @@ class Sequential:
         state: State | None = None,
         train: bool = False,
         rng: Rng = None,
-    ) -> tuple[Array, Callable[[Array], Params], State]:
+        outputs: list[Array] | None = None,
+    ) -> tuple[Array, Callable[..., Params], State]:
         """``(out, vjp, new_state)``: the network's output, a vjp from its cotangent to the
-        parameters' gradients, and the state after this batch (unchanged in inference)."""
+        parameters' gradients, and the state after this batch (unchanged in inference).
+
+        For inspection (:mod:`nn.trace`): a list ``outputs`` receives each layer's output, and
+        ``vjp(g, cotangents=a_list)`` appends the cotangent of each layer's input, from the
+        last layer down."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(
                 f"model: x must have shape (N, {', '.join(map(str, self.input_shape))}), "
                 f"received {x.shape}"
             )
         state = self._check_state(state)
+        if self._param_shapes is None:
+            self._param_shapes = param_shapes(self)
+        check_params(self, params, self._param_shapes)
         gen = np.random.default_rng(rng) if isinstance(rng, (int, np.integer)) else rng
         vjps: list[LayerVJP] = []
         new_state: State = {}
@@ -155,12 +182,16 @@ class Sequential:
                 layer_params(params, name), x, state=own, train=train, rng=gen
             )
             vjps.append(vjp)
+            if outputs is not None:
+                outputs.append(x)
             new_state.update({f"{name}.{k}": v for k, v in own.items()})
 
-        def model_vjp(g: Array) -> Params:
+        def model_vjp(g: Array, cotangents: list[Array] | None = None) -> Params:
             grads: Params = {}
             for name, vjp in zip(reversed(self.names), reversed(vjps), strict=True):
                 g, dparams = vjp(g)
+                if cotangents is not None:
+                    cotangents.append(g)
                 grads.update({f"{name}.{k}": v for k, v in dparams.items()})
             return {k: grads[k] for k in params}  # the params' order
 
@@ -200,6 +231,8 @@ class Sequential:
         self, out: Array, y: Array
     ) -> tuple[Array, Callable[[Array], tuple[Array, ...]]]:
         """The loss op applied to outputs (N, K) and integer labels (N,): ``(value, vjp)``."""
+        if self.loss_fn is not None:
+            return self.loss_fn(out, y)
         if self.loss_name == "softmax_cross_entropy":
             return softmax_cross_entropy(out, labels=y)
         target = one_hot(y, out.shape[-1], out.dtype)  # (N, K)

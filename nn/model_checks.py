@@ -9,11 +9,11 @@ the whole network's loss, as one function of all its parameters (P12).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nn.errors import VerificationError
+from nn.errors import ShapeError, VerificationError
 from nn.layers import Layer, Params, Shape, State, is_library_op
 from nn.op import REGISTRY, Array
 from nn.report import Report
@@ -75,7 +75,7 @@ def verify_layer(layer: Layer, in_shape: Shape, *, seed: int = 0, batch: int = 2
             )
             checks += report.checks
         return Report(label, checks)
-    except VerificationError:
+    except (VerificationError, ShapeError):  # a ShapeError names the op, its signature, shapes
         raise
     except Exception as e:  # a layer that cannot even run is reported, not crashed into
         raise VerificationError(f"{label} could not be verified: {type(e).__name__}: {e}") from e
@@ -159,3 +159,57 @@ def _assembly_message(i: int, layer: Layer, report: Report) -> str:
         f"failed {len(report.failures)} of {len(report.checks)} checks (on {where}); worst: "
         f"{worst.message()} ({worst.ratio:.3g} x tolerance)"
     )
+
+
+def param_shapes(model: Sequential) -> dict[str, Shape]:
+    """``name -> shape`` of every parameter the model's layers create (by their ``init``)."""
+    rng = np.random.default_rng(0)
+    return {
+        f"{name}.{key}": tuple(np.shape(value))
+        for name, layer, shape in zip(model.names, model.layers, model.shapes, strict=False)
+        for key, value in layer.init(rng, shape, np.float32).items()
+    }
+
+
+def check_params(model: Sequential, params: Params, expected: dict[str, Shape]) -> None:
+    """ShapeError naming the layer, its op's signature and the shapes, before any arithmetic,
+    if ``params`` lacks a parameter, has one too many, or one of another shape: a weight of
+    the wrong shape can pass its own op (a (784, 10) ``w`` where (784, 800) was built) and
+    fail only in a later layer, which would then be blamed."""
+    if extra := [k for k in params if k not in expected]:
+        raise ShapeError(
+            f"model: params has {extra}, which no layer of this model creates; it expects "
+            f"{sorted(expected)}"
+        )
+    for i, (name, layer) in enumerate(zip(model.names, model.layers, strict=True)):
+        own = {k: v for k, v in expected.items() if k.partition(".")[0] == name}
+        if missing := [k for k in own if k not in params]:
+            raise ShapeError(f"model: params lacks {missing} of layer {i} ({name})")
+        if wrong := [k for k, s in own.items() if np.shape(params[k]) != s]:
+            got = ", ".join(f"{k} {np.shape(params[k])}" for k in wrong)
+            want = ", ".join(f"{k} {own[k]}" for k in wrong)
+            x = ", ".join(map(str, model.shapes[i]))
+            raise ShapeError(
+                f"model: layer {i} ({name}) takes inputs (N, {x}) and needs {want}, but "
+                f"params has {got}{_signatures(layer)}; were these parameters made for "
+                f"another model?"
+            )
+
+
+def verify_loss(fn: Callable[..., tuple[Array, Any]], classes: int, *, seed: int = 0) -> Report:
+    """Check a user's loss ``fn(outputs (N, K), labels (N,)) -> (value, vjp)`` by
+    :func:`nn.testing.check_vjp` at random outputs of K classes (labels held fixed)."""
+    rng = np.random.default_rng([seed, 0x1055])
+    labels = np.arange(3) % classes
+    out = rng.standard_normal((3, classes))  # (N, K) float64
+
+    def loss_of_outputs(o: Array) -> tuple[Array, Any]:
+        return fn(o, labels)
+
+    loss_of_outputs.__name__ = getattr(fn, "__name__", "loss")
+    try:
+        return check_vjp(loss_of_outputs, out, seed=seed, raise_on_failure=False, names=["outputs"])
+    except Exception as e:  # a loss that cannot even run is reported, not crashed into
+        raise VerificationError(
+            f"loss {loss_of_outputs.__name__} could not be verified: {type(e).__name__}: {e}"
+        ) from e
