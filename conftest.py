@@ -5,7 +5,9 @@ One conftest at the top, for tests/, the spec pages' and the docs' doctests alik
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,3 +63,21 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     when they differ, which on CI (CI=true: full diffs) takes minutes for a model's weights.
     """
     return bool(a.tobytes() == b.tobytes())
+
+
+MNIST_SAMPLE = Path(__file__).parent / "tests" / "data" / "mnist_train_1200.npz"
+MNIST_SAMPLE_PINS = {  # SHA-256 of the C-contiguous uint8 arrays, as nn.data pins MNIST
+    "x": "1b757005db0da73680bd03b0f2af52f0edc4c202b604be0c6805cba15243b58e",
+    "y": "ffedbf4a7a7aa0fb01fbe911fe57b56b1bc4d01b7164c3600824c1016483579b",
+}
+
+
+def mnist_sample(n: int = 1200) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` <= 1200 real MNIST training images (uint8 (n, 28, 28)) and labels
+    (tests/data/README.md): real digits for the failures synthetic blobs cannot reproduce,
+    such as a learning rate of 10 driving the default MLP to inf."""
+    with np.load(MNIST_SAMPLE, allow_pickle=False) as f:
+        arrays = {k: np.ascontiguousarray(f[k]) for k in ("x", "y")}
+    for k, pin in MNIST_SAMPLE_PINS.items():
+        assert hashlib.sha256(arrays[k].tobytes()).hexdigest() == pin, f"{MNIST_SAMPLE}: {k}"
+    return arrays["x"][:n], arrays["y"][:n]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from nn.errors import NNError
+from nn.errors import HealthWarning, NNError
 
 EPILOG = "Every error names what was wrong; the exit code is 0 on success, 1 on an error."
 
@@ -102,6 +103,56 @@ def parser() -> argparse.ArgumentParser:
         "the cache path and the shapes.",
     )
     data.add_argument("--data-dir", **data_dir)  # type: ignore[arg-type]
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="run one batch through a network and report each layer's health",
+        description="Run the first N MNIST training images through a run's trained network or a\n"
+        "config's freshly initialized one, in inference mode, and take one trial step of the\n"
+        "config's optimizer at its lr. Print, per layer, the activations' mean and std, the\n"
+        "fraction of saturated sigmoid/tanh units and of dead ReLUs, the gradient norms and\n"
+        "the step size; then each problem found (saturated, dead_relu, vanishing, exploding,\n"
+        "init_scale, lr_too_large, nonfinite) with its likely cause and a fix.\n"
+        "The exit code is 0 also when problems are found: it is a report.",
+        epilog="examples:\n  python -m nn doctor default\n  python -m nn doctor cnn --png "
+        "cnn.png\n  python -m nn doctor default --set optimizer.lr=10\n"
+        "  python -m nn doctor runs/default-20261124-101500",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    doctor.add_argument(
+        "target",
+        metavar="CONFIG|RUN",
+        help="a run folder written by `train` (its trained weights), or a config: a TOML file "
+        "or a shipped name such as default, classic or cnn (its initial weights)",
+    )
+    doctor.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TABLE.KEY=VALUE",
+        help="override one value of a config, as `train --set` does, e.g. optimizer.lr=10 "
+        "(repeatable; not for a run folder)",
+    )
+    doctor.add_argument("--data-dir", **data_dir)  # type: ignore[arg-type]
+    doctor.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="the number of training images in the batch (default: the config's [train] "
+        "batch_size)",
+    )
+    doctor.add_argument(
+        "--png",
+        metavar="FILE",
+        help="write a histogram of each layer's activations there (needs matplotlib; "
+        "default: RUN/doctor.png for a run, none for a config)",
+    )
+    doctor.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        help="the initialization seed of a config's weights (default: its [train] seed)",
+    )
     return top
 
 
@@ -130,6 +181,8 @@ def run_command(args: argparse.Namespace) -> int:
         return evaluate_command(args)
     if args.command == "predict":
         return predict_command(args)
+    if args.command == "doctor":
+        return doctor_command(args)
     return 2  # unreachable: argparse rejects unknown commands
 
 
@@ -149,6 +202,8 @@ def train_command(args: argparse.Namespace) -> int:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path(args.out or f"runs/{Path(args.config).stem}-{stamp}")
     print(f"run folder: {out}")
+    # the progress bar prints each epoch's health warnings under its line (nn.health)
+    warnings.simplefilter("ignore", HealthWarning)
     try:
         metrics = train_run(cfg, out, data_dir=args.data_dir, resume=bool(args.resume),
                             stop_after=args.stop_after, progress=ProgressBar())  # fmt: skip
@@ -184,6 +239,14 @@ def predict_command(args: argparse.Namespace) -> int:
         p = r["probabilities"][r["digit"]]
         print(f"{where}: {r['digit']} ({r['kind']} {p:.3f}){note}")
     return 0
+
+
+def doctor_command(args: argparse.Namespace) -> int:
+    from nn.doctor import doctor
+
+    doctor(args.target, data_dir=args.data_dir, batch_size=args.batch_size, png=args.png,
+           seed=args.seed, overrides=args.set)  # fmt: skip
+    return 0  # findings are the report, not a failure
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ else:  # pragma: no cover - Python 3.10
 #: Configs shipped with the package: ``python -m nn train --config classic``.
 CONFIG_DIR = Path(__file__).with_name("configs")
 #: The [model] keys of a fully connected network, replaced by ``layers`` for any other.
+#: What the trainer does with a step whose loss or gradient is NaN or inf (nn.guard).
+NONFINITE = ("raise", "skip", "rollback")
 MLP_KEYS = frozenset({"hidden", "activation", "output_activation", "init"})
 
 
@@ -58,6 +60,7 @@ class OptimizerConfig:
     beta2: float = 0.999  # adam
     eps: float = 1e-8  # adam
     weight_decay: float = 5e-4  # coupled L2 on weights (not biases)
+    clip_norm: float = 0.0  # largest global gradient norm (0: off); spec/clip_by_global_norm.md
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class TrainConfig:
     seed: int = 0  # initialization, shuffling and augmentation all derive from it
     shift: int = 2  # random translation by up to this many pixels (0: no augmentation)
     patience: int = 0  # early stopping: epochs without a better validation loss (0: off)
+    nonfinite: str = "raise"  # a NaN or inf in a step: raise | skip (the batch) | rollback
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ class Config:
             ("optimizer", "beta2", 0 <= o.beta2 < 1, "in [0, 1)"),
             ("optimizer", "eps", 0 < o.eps < math.inf, "a finite number > 0"),
             ("optimizer", "weight_decay", 0 <= o.weight_decay < math.inf, "a finite number >= 0"),
+            ("optimizer", "clip_norm", 0 <= o.clip_norm < math.inf, "a number >= 0 (0: off)"),
             ("schedule", "name", s.name in ("constant", "step", "cosine"),
              "constant | step | cosine"),
             ("schedule", "every_epochs", s.every_epochs >= 1, "an integer >= 1"),
@@ -157,6 +162,7 @@ class Config:
             ("train", "seed", t.seed >= 0, "an integer >= 0"),
             ("train", "shift", 0 <= t.shift <= 13, "an integer in 0..13 (pixels)"),
             ("train", "patience", t.patience >= 0, "an integer >= 0 (0: off)"),
+            ("train", "nonfinite", t.nonfinite in NONFINITE, " | ".join(NONFINITE)),
             ("train", "patience", t.patience == 0 or t.validation > 0,
              "0 when train.validation = 0: early stopping needs a validation split"),
         ]  # fmt: skip

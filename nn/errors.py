@@ -25,8 +25,20 @@ class DataError(NNError, ValueError):
 
 
 class DivergenceError(NNError, FloatingPointError):
-    """A loss, activation or gradient stopped being finite."""
+    """A loss, activation or gradient stopped being finite.
+
+    ``finding`` is the trainer's diagnosis (an :class:`nn.guard.Finding`: the layer, the op,
+    the array and its statistics), or None when the error comes from elsewhere.
+    """
+
+    def __init__(self, message: str, finding: object = None) -> None:
+        super().__init__(message)
+        self.finding = finding
 
 
 class VerificationError(NNError, AssertionError):
     """An op failed a check of the verification protocol (see :mod:`nn.testing`)."""
+
+
+class HealthWarning(UserWarning):
+    """Training goes on, but the gradients look unhealthy (:mod:`nn.health` says which rule)."""

@@ -49,4 +49,10 @@ class ProgressBar:
             f"{100 * r['train_accuracy']:.2f}%{val} | lr {r['lr']:.3g} | {r['seconds']:.1f} s, "
             f"{r['images_per_second']:,.0f} img/s\n"
         )
+        # the guard's diagnoses and the gradient-health warnings (nn.guard, nn.health)
+        what = {"skip": "skipped", "rollback": "rolled back"}.get(r.get("nonfinite_policy", ""))
+        for event in r.get("nonfinite", []):
+            self.stream.write(f"  non-finite, {what or 'stopped'}: {event}\n")
+        for warning in r.get("warnings", []):
+            self.stream.write(f"  warning: {warning}\n")
         self.stream.flush()

@@ -15,7 +15,10 @@ same order as an uninterrupted run: the final weights are bitwise equal (tested 
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +26,25 @@ from typing import Any
 
 import numpy as np
 
-from nn.architecture import build_layers
 from nn.augment import random_shift
+from nn.build import build_model as build_model  # re-exported: nn.train.build_model
+from nn.build import build_optimizer as build_optimizer
+from nn.build import build_schedule as build_schedule
+from nn.build import check_batch_norm_batches
+from nn.build import images_to_inputs as images_to_inputs
 from nn.checkpoint import load_checkpoint, save_checkpoint
+from nn.clip import clip_by_global_norm
 from nn.config import Config
-from nn.errors import DataError, DivergenceError, ShapeError
+from nn.errors import DataError, DivergenceError, HealthWarning
+from nn.guard import Guard, locate_nonfinite, squared_norms
+from nn.health import RATIO_EVERY, EpochHealth, health_warnings, layer_names
 from nn.layers import Params, State
-from nn.model import Sequential, mlp
-from nn.norm_layers import BatchNorm
+from nn.model import Sequential
 from nn.op import Array
-from nn.optim import Optimizer, make_optimizer
-from nn.schedules import Constant, CosineDecay, StepDecay
+from nn.stopping import EarlyStopping
 
 Progress = Callable[[dict[str, Any]], None]
+MAX_EVENTS = 10  # non-finite diagnoses kept in an epoch's record (the count is complete)
 SHUFFLE, AUGMENT, DROPOUT = 1, 2, 3  # stream ids: each epoch's draws for each purpose apart
 
 
@@ -48,93 +57,6 @@ class Result:
     stopped_early: bool = False
 
 
-def images_to_inputs(images: Array, input_shape: tuple[int, ...] | None = None) -> Array:
-    """uint8 images (N, 28, 28) -> float32 inputs in [0, 1], shaped ``(N, *input_shape)``:
-    (N, 784) for an MLP (the default), (N, 1, 28, 28) for a CNN."""
-    if images.dtype != np.uint8:
-        raise DataError(f"images must be uint8 pixels 0..255, received dtype {images.dtype}")
-    shape = input_shape or (int(np.prod(images.shape[1:])),)
-    x = images.reshape(len(images), *shape)  # (N, 784) or (N, 1, 28, 28), even N = 0
-    return x.astype(np.float32) / np.float32(255)
-
-
-def build_model(cfg: Config, input_size: int = 784, classes: int = 10) -> Sequential:
-    """The network a config describes: its ``layers`` on images (1, 28, 28), or an MLP of
-    ``input_size`` inputs (``input_size`` applies to the MLP only)."""
-    m = cfg.model
-    if m.layers:
-        layers = build_layers(m.layers, "[model] layers")
-        model = Sequential(layers, input_shape=(1, 28, 28), loss=m.loss)
-        if model.shapes[-1] != (classes,):
-            raise ShapeError(
-                f"[model] layers: the last layer must give {classes} outputs (one per class), "
-                f"but the network's output shape is {model.shapes[-1]}"
-            )
-        return model
-    out = None if m.output_activation == "none" else m.output_activation
-    init = None if m.init == "auto" else m.init
-    sizes = [input_size, *m.hidden, classes]
-    return mlp(sizes, activation=m.activation, output_activation=out, loss=m.loss, init=init)
-
-
-def build_optimizer(cfg: Config) -> Optimizer:
-    """The update rule of ``[optimizer]`` (its ``lr`` goes to the schedule, not here)."""
-    o = cfg.optimizer
-    hyper: dict[str, Any] = {"weight_decay": o.weight_decay}
-    if o.name in ("momentum", "nesterov"):
-        hyper["beta"] = o.momentum
-    elif o.name == "adam":
-        hyper.update(beta1=o.beta1, beta2=o.beta2, eps=o.eps)
-    return make_optimizer(o.name, **hyper)
-
-
-def build_schedule(cfg: Config, steps_per_epoch: int) -> Callable[[int], float]:
-    """The learning rate as a function of the global step; epochs become steps here."""
-    s, lr = cfg.schedule, cfg.optimizer.lr
-    if s.name == "constant":
-        return Constant(lr)
-    if s.name == "step":
-        return StepDecay(lr, every=s.every_epochs * steps_per_epoch, gamma=s.gamma)
-    if s.name == "cosine":
-        return CosineDecay(lr, total=cfg.train.epochs * steps_per_epoch, final=s.final_lr)
-    raise DataError(f"[schedule] name must be constant, step or cosine, found {s.name!r}")
-
-
-@dataclass
-class EarlyStopping:
-    """Early stopping on the validation loss: its whole state, so a checkpoint can hold it.
-
-    ``patience = 0`` only tracks the best epoch; otherwise the run stops once ``patience``
-    epochs in a row have not lowered the best validation loss, and keeps the best weights.
-    """
-
-    patience: int
-    best_loss: float = np.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    stopped: bool = False
-
-    def update(self, epoch: int, val_loss: float) -> bool:
-        """Record an epoch's validation loss; return whether it is the best so far."""
-        better = val_loss < self.best_loss
-        if better:
-            self.best_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
-        else:
-            self.bad_epochs += 1
-        self.stopped = self.patience > 0 and self.bad_epochs >= self.patience
-        return better
-
-    def to_meta(self) -> dict[str, Any]:
-        best = self.best_loss if np.isfinite(self.best_loss) else None  # JSON has no inf
-        return {"best_val_loss": best, "best_epoch": self.best_epoch,
-                "bad_epochs": self.bad_epochs, "stopped_early": self.stopped}  # fmt: skip
-
-    @classmethod
-    def from_meta(cls, patience: int, meta: dict[str, Any]) -> EarlyStopping:
-        best = np.inf if meta["best_val_loss"] is None else meta["best_val_loss"]
-        return cls(patience, best, meta["best_epoch"], meta["bad_epochs"], meta["stopped_early"])
-
-
 def train(
     cfg: Config,
     x_train: Array,
@@ -144,6 +66,8 @@ def train(
     resume: bool = False,
     stop_after: int | None = None,
     progress: Progress | None = None,
+    model: Sequential | None = None,
+    guarded: bool = True,
 ) -> Result:
     """Train the config's model on uint8 images (N, 28, 28) and labels (N,).
 
@@ -151,6 +75,15 @@ def train(
     the state is checkpointed there after every epoch; ``resume=True`` continues from that
     checkpoint (a run that stopped early returns its result at once). ``stop_after=k`` ends
     after epoch ``k`` (as an interruption would).
+
+    ``model`` replaces the config's ``[model]`` by a network built in Python (a user's own
+    layers or loss); it must take images (1, 28, 28) or 784 inputs and give 10 outputs.
+
+    Every step is guarded (:mod:`nn.guard`): a NaN or inf in the loss or a gradient is
+    located (layer, op, statistics) and handled by ``[train] nonfinite``, and each epoch's
+    record gets the per-layer gradient health of :mod:`nn.health`, whose warnings are also
+    issued as :class:`~nn.errors.HealthWarning`. ``guarded=False`` only checks the loss and
+    records no health: it exists to measure the guard's cost (``bench/guard_cost.py``).
     """
     t = cfg.train
     cfg.check()
@@ -165,8 +98,8 @@ def train(
     if resume and run_dir is None:
         raise DataError("resume needs the run folder to resume from")
     n = len(x_train) - t.validation
-    model, opt = build_model(cfg), build_optimizer(cfg)
-    _check_batch_norm_batches(model, n, t.batch_size)
+    model, opt = model or build_model(cfg), build_optimizer(cfg)
+    check_batch_norm_batches(model, n, t.batch_size)
     x_val, y_val = images_to_inputs(x_train[n:], model.input_shape), y_train[n:]
     images = x_train[:n].astype(np.float32)  # (n, 28, 28), one copy
     images /= np.float32(255)
@@ -187,6 +120,10 @@ def train(
             best = params, stats
 
     buffer = np.empty((t.batch_size, *images.shape[1:]), np.float32)  # allocated once
+    last = result.history[-1] if result.history else {}
+    guard = Guard(t.nonfinite, lr_scale=last.get("lr_scale", 1.0),
+                  rollbacks=sum(r.get("rollbacks", 0) for r in result.history))  # fmt: skip
+    clip = cfg.optimizer.clip_norm
     for epoch in range(len(result.history), t.epochs):
         if stopping.stopped or (stop_after is not None and epoch >= stop_after):
             break
@@ -194,32 +131,65 @@ def train(
         order = epoch_order(t.seed, epoch, n)
         shifts = np.random.default_rng([t.seed, epoch, AUGMENT])
         masks = np.random.default_rng([t.seed, epoch, DROPOUT])
-        seen, loss_sum, correct = 0, 0.0, 0
+        seen, loss_sum, correct, rollbacks = 0, 0.0, 0, guard.rollbacks
+        health, clipped = EpochHealth(layer_names(params)), 0
+        guard.start_epoch(params, state, stats)
         for step in range(steps_per_epoch):
             idx = order[step * t.batch_size : (step + 1) * t.batch_size]
             xb = np.take(images, idx, axis=0, out=buffer[: len(idx)])  # (B, 28, 28)
             if t.shift:
                 xb = random_shift(xb, shifts, t.shift)
             yb = labels[idx]
-            lr = schedule(epoch * steps_per_epoch + step)
+            lr = schedule(epoch * steps_per_epoch + step) * guard.lr_scale
             xb = xb.reshape(len(idx), *model.input_shape)  # (B, 784) or (B, 1, 28, 28)
-            value, grads, out, stats = model.loss_and_outputs(
-                params, (xb, yb), state=stats, train=True, rng=masks
-            )
-            if not np.isfinite(value):
-                raise DivergenceError(
-                    f"the training loss became {value} at epoch {epoch + 1}, step {step + 1} "
-                    f"(lr {lr:.3g}); lower [optimizer] lr or check the data"
+            before = masks.bit_generator.state  # to replay the same dropout masks
+            # The guard names a NaN or inf by layer and op: NumPy's own warnings would be noise.
+            with np.errstate(all="ignore") if guarded else contextlib.nullcontext():
+                value, grads, out, new_stats = model.loss_and_outputs(
+                    params, (xb, yb), state=stats, train=True, rng=masks
                 )
-            params, state = opt.update(params, grads, state, lr=lr)
+            if not guarded:  # only to measure the guard's cost (bench/guard_cost.py)
+                if not np.isfinite(value):
+                    raise DivergenceError(f"the training loss became {value} at step {step + 1}")
+                params, state = opt.update(params, grads, state, lr=lr)
+                stats = new_stats
+            else:
+                sq = squared_norms(grads)
+                norm = math.sqrt(math.fsum(sq.values()))
+                if not (math.isfinite(value) and math.isfinite(norm)):
+                    replay = np.random.default_rng()
+                    replay.bit_generator.state = before
+                    finding = locate_nonfinite(
+                        model, params, (xb, yb), state=stats, train=True, rng=replay
+                    )
+                    where = (f"step {epoch * steps_per_epoch + step + 1} (epoch {epoch + 1}, "
+                             f"batch {step + 1} of {steps_per_epoch}, lr {lr:.3g})")  # fmt: skip
+                    if (restored := guard.failed(finding, where)) is not None:
+                        params, state, stats = restored
+                    continue
+                guard.passed()
+                health.record_step(sq)
+                if clip and norm > clip:
+                    grads, _ = clip_by_global_norm(grads, clip, norm=norm)
+                    clipped += 1
+                new_params, state = opt.update(params, grads, state, lr=lr)
+                if step % RATIO_EVERY == 0:
+                    health.record_update(params, new_params)
+                params, stats = new_params, new_stats
             seen += len(idx)
             loss_sum += value * len(idx)
             correct += int(np.sum(out.argmax(axis=1) == yb))
             if progress:
                 progress({"epoch": epoch + 1, "epochs": t.epochs, "step": step + 1,
-                          "steps": steps_per_epoch, "loss": loss_sum / seen,
-                          "accuracy": correct / seen,
+                          "steps": steps_per_epoch, "loss": loss_sum / max(seen, 1),
+                          "accuracy": correct / max(seen, 1),
                           "images_per_second": seen / (time.perf_counter() - began)})  # fmt: skip
+        if not seen:
+            raise DivergenceError(
+                f"epoch {epoch + 1}: no batch gave a finite loss and gradient; first: "
+                f"{guard.events[0]}",
+                None,
+            )
         seconds = time.perf_counter() - began
         record: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -228,7 +198,16 @@ def train(
             "lr": lr,
             "seconds": seconds,
             "images_per_second": seen / seconds,
+            **health.summary(),
+            "clipped_steps": clipped,
+            "nonfinite_steps": len(guard.events),
+            "rollbacks": guard.rollbacks - rollbacks,
+            "lr_scale": guard.lr_scale,
+            "nonfinite": guard.events[:MAX_EVENTS],
         }
+        record["warnings"] = health_warnings(epoch + 1, record, last or None)
+        for text in record["warnings"]:
+            warnings.warn(text, HealthWarning, stacklevel=2)
         if t.validation:
             record.update(evaluate_loss(model, params, x_val, y_val, state=stats))
             if stopping.update(epoch + 1, record["val_loss"]):
@@ -238,29 +217,16 @@ def train(
                         Path(run_dir) / "best", params=params | stats, opt_state={}, meta={}
                     )
         result.history.append(record)
+        last = record
         if run_dir is not None:  # after "best": a checkpoint never points past a missing best
             meta = {"epoch": epoch + 1, "history": result.history, "config": cfg.to_dict(),
                     **stopping.to_meta()}  # fmt: skip
             save_checkpoint(run_dir, params=params | stats, opt_state=state, meta=meta)
         if progress:
-            progress({"end_of_epoch": True, **record})
+            progress({"end_of_epoch": True, "nonfinite_policy": t.nonfinite, **record})
     result.stopped_early, result.best_epoch = stopping.stopped, stopping.best_epoch
     result.params, result.state = best if stopping.stopped else (params, stats)
     return result
-
-
-def _check_batch_norm_batches(model: Sequential, n: int, batch_size: int) -> None:
-    """Batch norm needs 2 values per channel in every batch; say so before training starts
-    rather than in the last batch of the first epoch."""
-    last = n % batch_size or batch_size  # the smallest batch of an epoch
-    for name, layer, shape in zip(model.names, model.layers, model.shapes, strict=False):
-        per_channel = min(last, batch_size) * int(np.prod(shape[1:]))  # N H W, or N for (D,)
-        if isinstance(layer, BatchNorm) and per_channel < 2:
-            raise DataError(
-                f"[train] batch_size {batch_size} leaves a last batch of {last} of the {n} "
-                f"training images, and {name} (batch norm of {shape}) needs at least 2 values "
-                f"per channel; change batch_size or validation"
-            )
 
 
 def split_state(model: Sequential, arrays: Params) -> tuple[Params, State]:

@@ -194,6 +194,7 @@ FAST_CNN = ["--set", CNN, "--set", "train.epochs=6", "--set", "train.validation=
             "--set", "optimizer.lr=0.01"]  # fmt: skip
 
 
+@pytest.mark.filterwarnings("ignore::nn.errors.HealthWarning")  # a tiny net, a large lr
 def test_a_cnn_trains_evaluates_and_predicts_through_the_same_cli(tmp_path, offline, capsys):
     """The CLI is unchanged for a CNN: train, evaluate and predict use the run's own config,
     and batch norm's running statistics travel in the run's model folder."""

@@ -286,6 +286,7 @@ def test_a_numpy_integer_seed_gives_the_same_masks_as_a_python_int():
     assert np.array_equal(a, model.forward(params, x, train=True, rng=5)[0])
 
 
+@pytest.mark.filterwarnings("ignore::nn.errors.HealthWarning")  # a tiny net, a large lr
 def test_early_stopping_keeps_the_best_epochs_running_statistics_and_resumes_bitwise(tmp_path):
     x, y = synthetic_digits(600, seed=3)
     cfg = Config.from_dict({
