@@ -70,7 +70,8 @@ class Finding:
             "input": "the input batch x",
             "parameters": f"the parameter {self.array} of layer {self.layer} (op {self.op})",
             "forward": f"the output of layer {self.layer} (op {self.op})",
-            "loss": f"the loss ({self.op})" if self.array == "loss"
+            "loss": f"the loss ({self.op})"
+            if self.array == "loss"
             else f"the loss's gradient d loss/d output ({self.op})",
             "backward": f"the gradient {self.array} of layer {self.layer} (op {self.op})",
         }[self.where]

@@ -120,8 +120,9 @@ def smooth_abs(x):
 
 
 def test_a_gradient_that_is_nan_while_the_forward_pass_is_finite_is_found_in_backward():
-    model = Sequential([Dense(5), Activation(relu), Activation(smooth_abs), Dense(3)],
-                       input_shape=(6,))  # fmt: skip  (smooth_abs passes assembly: no 0 there)
+    model = Sequential(
+        [Dense(5), Activation(relu), Activation(smooth_abs), Dense(3)], input_shape=(6,)
+    )  # fmt: skip  (smooth_abs passes assembly: no 0 there)
     params = model.init(0)
     f = locate_nonfinite(model, params, batch())  # relu's exact zeros reach smooth_abs
     assert (f.where, f.layer, f.op, f.array) == ("backward", "smooth_abs2", "smooth_abs", "dx")
