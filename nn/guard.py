@@ -78,8 +78,10 @@ class Finding:
         counts = " and ".join(
             f"{n} {kind}" for n, kind in ((self.nan, "NaN"), (self.inf, "inf")) if n
         )
-        text = f"{subject} is not finite: {counts} in {self.size} entries"
-        if self.size > 1:
+        if self.size == 1:  # a scalar, such as the loss
+            text = f"{subject} is {'NaN' if self.nan else 'inf'}"
+        else:
+            text = f"{subject} is not finite: {counts} in {self.size} entries"
             text += f" ({100 * self.nonfinite_fraction:.3g}%)"
         if math.isfinite(self.max_abs):
             text += f"; max |finite entry| {self.max_abs:.3g}"

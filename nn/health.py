@@ -98,6 +98,12 @@ def health_warnings(epoch: int, now: dict[str, Any], before: dict[str, Any] | No
                 f"every step): its units, or all units above it, are dead ReLUs or saturated; "
                 f"run python -m nn doctor on the run"
             )
+        elif n == 0:
+            out.append(
+                f"epoch {epoch}: the gradient of {layer} was exactly 0 in at least half of the "
+                f"steps (the largest layer's median: {largest:.3g}): dead ReLUs or saturated "
+                f"units above it; run python -m nn doctor on the run"
+            )
         elif n < VANISHING * largest:
             out.append(
                 f"epoch {epoch}: the gradient vanishes at {layer}: median norm {n:.3g}, "

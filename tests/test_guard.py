@@ -236,6 +236,10 @@ def test_each_health_rule_fires_on_its_failure_and_not_on_a_healthy_epoch():
     assert health_warnings(1, healthy, None) == []
     dead = summary_of([{"a": 0.0, "b": 2.0}] * 3)
     assert "no gradient reached a" in health_warnings(1, dead, None)[0]
+    mostly_zero = summary_of([{"a": 0.0, "b": 2.0}] * 2 + [{"a": 1.0, "b": 2.0}])
+    assert (
+        "gradient of a was exactly 0 in at least half" in health_warnings(1, mostly_zero, None)[0]
+    )
     vanishing = summary_of([{"a": 1e-9, "b": 2.0}] * 3)
     assert "vanishes at a" in health_warnings(1, vanishing, None)[0]
     spike = summary_of([{"a": 1.0, "b": 1.0}] * 5 + [{"a": 1e4, "b": 1.0}])

@@ -1,4 +1,4 @@
-"""Inject classic bugs into the ops, optimizers, initializers and trainer; the suite must go red.
+"""Inject classic bugs into the ops, optimizers, trainer and diagnostics; the suite must go red.
 
 Each bug is applied to a copy of the repository in a temporary directory (the work tree is
 never touched), the test suite runs there, and the script prints which tests caught it.
@@ -22,6 +22,48 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # name -> (file, exact text, replacement). The text must occur exactly once.
 BUGS = {
+    # Diagnostics (issue 4).
+    "clipping scales each array by its own norm (the step's direction changes)": (
+        "nn/clip.py",
+        "    return {key: _scaled(g, scale) for key, g in grads.items()}, n\n",
+        "    return {key: _scaled(g, limit / max(limit, global_norm({key: g})))"
+        " for key, g in grads.items()}, n\n",
+    ),
+    "clipping also scales gradients already below max_norm": (
+        "nn/clip.py",
+        "    if n <= limit:\n        return dict(grads), n\n",
+        "    if n == 0:\n        return dict(grads), n\n",
+    ),
+    "the guard blames the last non-finite layer, not the first": (
+        "nn/guard.py",
+        "for i, y in enumerate(t.outputs):",
+        "for i, y in reversed(list(enumerate(t.outputs))):",
+    ),
+    "the guard never looks at a layer's dx": (
+        "nn/guard.py",
+        'for key, g in [*own, ("dx", t.dinputs[i])]:',
+        "for key, g in own:",
+    ),
+    "rollback does not lower the learning rate": (
+        "nn/guard.py",
+        "self.lr_scale /= 2",
+        "self.lr_scale /= 1",
+    ),
+    "the vanishing-gradient rule compares with the smallest layer": (
+        "nn/health.py",
+        "largest = max(norms.values())",
+        "largest = min(norms.values())",
+    ),
+    "parameters are not checked against the layers' shapes": (
+        "nn/model.py",
+        "        check_params(self, params, self._param_shapes)\n",
+        "",
+    ),
+    "the doctor counts a unit dead when it is 0 for any example, not all": (
+        "nn/doctor.py",
+        "return float(np.mean(np.all(y == 0, axis=0))) if len(y) else 0.0",
+        "return float(np.mean(np.any(y == 0, axis=0))) if len(y) else 0.0",
+    ),
     # CNN ops and layers (issue 5).
     "col2im crop swaps the padding of rows and columns (conv2d dx)": (
         "nn/conv.py",
@@ -126,6 +168,11 @@ FIRST_LOOK = {
     "nn/norm.py": ["tests/test_batch_norm.py"],
     "nn/dropout.py": ["tests/test_dropout.py"],
     "nn/norm_layers.py": ["tests/test_cnn.py"],
+    "nn/clip.py": ["tests/test_clip.py"],
+    "nn/guard.py": ["tests/test_guard.py"],
+    "nn/health.py": ["tests/test_guard.py"],
+    "nn/model.py": ["tests/test_diagnostics.py", "tests/test_model.py"],
+    "nn/doctor.py": ["tests/test_doctor.py"],
 }
 
 
