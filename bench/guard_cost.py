@@ -2,13 +2,17 @@
 
     python bench/guard_cost.py                # the default MLP, 5 epochs each way
     python bench/guard_cost.py cnn --repeats 3
+    python bench/guard_cost.py --images 12800 --repeats 31   # short epochs, many pairs
 
 Trains one epoch at a time on all 55000 training images of the shipped config, alternating
-``guarded=True`` (the trainer as users run it: the squared norm of every gradient each step,
-the finiteness check, per-layer gradient norms, update/weight ratios every 25 steps) and
-``guarded=False`` (the loss check alone), and prints the median epoch times and their ratio.
+``guarded=True`` (the trainer as users run it: every step checks each layer's output, the
+loss and the squared norm of every gradient, and records per-layer gradient norms;
+update/weight ratios every 25 steps) and ``guarded=False`` (the loss check alone), and
+prints the median epoch times and their ratio.
 Both runs compute the same updates (tested in tests/test_guard.py), so only the guard's
-work differs. The epochs alternate so that a change of the machine's load hits both.
+work differs. The epochs alternate, and the cost is the median over the repeats of the ratio
+of each repeat's two epochs: the machine's speed drifts over minutes by more than the guard
+costs, and neighbouring epochs share the drift.
 
 Whole epochs on a shared machine differ by a few percent from run to run, as much as the
 guard could cost; so the script also times the guard's own work on one real batch (the
@@ -21,6 +25,7 @@ Figures are measured, never asserted: the machine is shared and its timings are 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import platform
@@ -38,6 +43,7 @@ from nn.config import Config
 from nn.data import fetch_mnist
 from nn.guard import squared_norms
 from nn.health import RATIO_EVERY, EpochHealth, layer_names
+from nn.step import all_finite
 from nn.train import build_model, build_optimizer, images_to_inputs, train
 
 
@@ -63,7 +69,10 @@ def step_shares(cfg: Config, x, y, repeats: int = 30) -> None:  # type: ignore[n
     n = cfg.train.batch_size
     batch = images_to_inputs(x[:n], model.input_shape), y[:n].astype(np.int64)
     masks = np.random.default_rng(0)
-    _, grads, _, _ = model.loss_and_outputs(params, batch, state=stats, train=True, rng=masks)
+    outputs: list[np.ndarray] = []
+    _, grads, _, _ = model.loss_and_outputs(
+        params, batch, state=stats, train=True, rng=masks, outputs=outputs
+    )
     state = opt.init(params)
     new, _ = opt.update(params, grads, state, lr=cfg.optimizer.lr)
     health = EpochHealth(layer_names(params))
@@ -73,7 +82,7 @@ def step_shares(cfg: Config, x, y, repeats: int = 30) -> None:  # type: ignore[n
         masks.bit_generator.state  # noqa: B018  (the snapshot the trainer takes)
         with np.errstate(all="ignore"):
             s = squared_norms(grads)
-        math.isfinite(math.sqrt(math.fsum(s.values())))
+        math.isfinite(math.sqrt(math.fsum(s.values()))) and all_finite(outputs)
         health.record_step(s)
 
     def step() -> None:
@@ -97,9 +106,20 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=5, help="epochs each way (default 5; 0: per step only)"
     )
+    parser.add_argument(
+        "--images",
+        type=int,
+        metavar="N",
+        help="train on the first N images only, without validation: shorter epochs, so more "
+        "repeats in the same time and less drift between neighbours (default: all)",
+    )
     args = parser.parse_args()
     cfg = Config.load(args.config).override(["train.epochs=1"])
     data = fetch_mnist(log=lambda line: None)
+    if args.images:
+        cfg = cfg.override(["train.validation=0"])
+        n = args.images
+        data = dataclasses.replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "the OpenBLAS default")
     print(f"config {args.config}, {args.repeats} epochs each way, alternating; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -117,7 +137,17 @@ def main() -> None:
     for name, ts in (("guarded", times[True]), ("unguarded", times[False])):
         print(f"{name:<10} epoch median {statistics.median(ts):.2f} s "
               f"(min {min(ts):.2f}, max {max(ts):.2f})")  # fmt: skip
-    print(f"guard cost: guarded / unguarded = {on / off:.4f} ({100 * (on / off - 1):+.2f}%)")
+    print(
+        f"ratio of the medians: guarded / unguarded = {on / off:.4f} ({100 * (on / off - 1):+.2f}%)"
+    )
+    # The machine's speed drifts over minutes by more than the guard costs: the ratio within
+    # each repeat (two neighbouring epochs, order alternating) cancels the drift.
+    paired = [g / u for g, u in zip(times[True], times[False], strict=True)]
+    q = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+    print(
+        f"guard cost: median of the paired ratios = {statistics.median(paired):.4f} "
+        f"({100 * (statistics.median(paired) - 1):+.2f}%; quartiles {q[0]:.4f}, {q[2]:.4f})"
+    )
     step_shares(cfg, data.x_train, data.y_train)
 
 

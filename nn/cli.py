@@ -202,11 +202,11 @@ def train_command(args: argparse.Namespace) -> int:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         out = Path(args.out or f"runs/{Path(args.config).stem}-{stamp}")
     print(f"run folder: {out}")
-    # the progress bar prints each epoch's health warnings under its line (nn.health)
-    warnings.simplefilter("ignore", HealthWarning)
     try:
-        metrics = train_run(cfg, out, data_dir=args.data_dir, resume=bool(args.resume),
-                            stop_after=args.stop_after, progress=ProgressBar())  # fmt: skip
+        with warnings.catch_warnings():  # the progress bar prints them under each epoch's line
+            warnings.simplefilter("ignore", HealthWarning)
+            metrics = train_run(cfg, out, data_dir=args.data_dir, resume=bool(args.resume),
+                                stop_after=args.stop_after, progress=ProgressBar())  # fmt: skip
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: python -m nn train --resume {out}", file=sys.stderr)
         return 130

@@ -90,7 +90,7 @@ def save_histograms(
 def _sample(y: Any) -> np.ndarray:
     """The finite entries of ``y``, at most :data:`_MAX_VALUES` of them, evenly spaced."""
     flat = np.asarray(y).ravel()
-    flat = flat[:: max(1, flat.size // _MAX_VALUES)]
+    flat = flat[:: max(1, -(-flat.size // _MAX_VALUES))]  # ceil: never above the limit
     return np.asarray(flat[np.isfinite(flat)], dtype=np.float64)
 
 

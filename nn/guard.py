@@ -1,13 +1,10 @@
 """The non-finite guard: where did the first NaN or inf come from?
 
-Training checks two numbers every step: the loss and the sum of the squared gradients
-(:func:`squared_norms`, one BLAS dot per parameter array, which the gradient-health log needs
-anyway). A NaN or an inf anywhere in the forward or backward pass reaches one of them: NaN
-and inf survive every sum and product, and an inf that an op squashes back to a finite value
-(``sigmoid(inf) = 1``) still makes ``inf * 0 = NaN`` in its layer's weight gradient. So the
-check costs two comparisons, and only when it fails does :func:`locate_nonfinite` run the
-batch again (:func:`nn.trace.trace`, same dropout masks) and walk it in the order the
-arrays were computed:
+Every training step checks, by one BLAS dot product each, every layer's output, the loss
+and every parameter gradient (:mod:`nn.step`; :func:`squared_norms` gives the gradients'
+squares, which the gradient-health log needs anyway). Only when one of them is not finite
+does :func:`locate_nonfinite` run the batch again (:func:`nn.trace.trace`, same dropout
+masks) and walk it in the order the arrays were computed:
 
 1. the input batch, 2. the parameters, 3. each layer's output, first layer first,
 4. the loss, 5. the loss's gradient, then each layer's parameter gradients and ``dx``,
@@ -30,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -99,7 +96,8 @@ def squared_norms(grads: Mapping[str, Array]) -> dict[str, float]:
     exact finite sum (its float32 squares would overflow or underflow), so a huge gradient
     is reported as huge, not as non-finite.
     """
-    return {name: global_norm({name: g}) ** 2 for name, g in grads.items()}
+    # n * n, not n ** 2: a float64 norm above 1e154 squares to inf instead of raising
+    return {name: n * n for name, g in grads.items() for n in [global_norm({name: g})]}
 
 
 def locate_nonfinite(
@@ -129,7 +127,7 @@ def locate_nonfinite(
     for i, y in enumerate(t.outputs):
         f = _check(y, "forward", t.names[i], ops[i], "output", t.inputs[i], _FORWARD)
         if f is not None:
-            return f
+            return f if f.inf else replace(f, hint=_NAN)
     hint = _LOSS_OWN if model.loss_fn is not None else _LOSS_LARGE
     for array, value in (("loss", np.asarray(t.loss)), ("d loss/d output", t.dout)):
         f = _check(value, "loss", None, model.loss_name, array, t.outputs[-1], hint)
@@ -141,7 +139,7 @@ def locate_nonfinite(
         for key, g in [*own, ("dx", t.dinputs[i])]:
             f = _check(g, "backward", t.names[i], ops[i], key, t.inputs[i], _BACKWARD)
             if f is not None:
-                return f
+                return f if f.inf else replace(f, hint=_NAN_VJP)
     return None
 
 
@@ -164,6 +162,16 @@ _LOSS_LARGE = (
     "The network's outputs were finite but so large that the loss overflowed float32: the "
     "weights grew too fast, the learning rate is too large for the loss scale (lower "
     '[optimizer] lr, set [optimizer] clip_norm, or [train] nonfinite = "rollback").'
+)
+_NAN = (
+    "The op made NaN without an inf: 0/0, inf - inf, or the log or square root of a negative "
+    "number inside it. A library op does that only on NaN inputs; an op of your own should be "
+    "checked at these inputs (nn.testing.check_vjp)."
+)
+_NAN_VJP = (
+    "The op's gradient made NaN without an inf although its forward pass was finite: a 0/0 "
+    "in its vjp, such as the derivative of sqrt or abs at 0. Check an op of your own there "
+    "(nn.testing.check_vjp at the inputs that failed)."
 )
 _BACKWARD = (
     "The gradient overflowed although the forward pass was finite: the loss scale or the "
@@ -226,8 +234,9 @@ class Guard:
         self.saved: tuple[Params, dict[str, Array], State] | None = None
 
     def start_epoch(self, params: Params, opt_state: dict[str, Array], stats: State) -> None:
-        """Remember the state to roll back to. References suffice: updates are pure."""
-        self.saved, self.events = (params, opt_state, stats), []
+        """Remember the state to roll back to (references suffice: updates are pure). Skips
+        are counted in a row within an epoch, so a resumed run counts as the whole one."""
+        self.saved, self.events, self.skips_in_a_row = (params, opt_state, stats), [], 0
 
     def passed(self) -> None:
         self.skips_in_a_row = 0
@@ -247,7 +256,8 @@ class Guard:
             self.skips_in_a_row += 1
             if self.skips_in_a_row < MAX_SKIPS:
                 return None
-            text = f"{MAX_SKIPS} batches in a row were not finite, so the parameters are: {text}"
+            text = (f"{MAX_SKIPS} batches in a row were not finite, so the parameters "
+                    f"themselves are likely bad; the last: {text}")  # fmt: skip
         elif self.policy == "rollback":
             self.rollbacks += 1
             if self.rollbacks <= MAX_ROLLBACKS and self.saved is not None:

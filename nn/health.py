@@ -110,22 +110,21 @@ def health_warnings(epoch: int, now: dict[str, Any], before: dict[str, Any] | No
                 f"{n / largest:.2g} of the largest layer's ({largest:.3g})"
             )
     median, peak = now["global_grad_norm"], now["global_grad_norm_max"]
-    if peak > SPIKE * median:
+    if peak > SPIKE * median:  # a median of 0 (most steps without gradient) included
+        times = f"{peak / median:.3g} x" if median else "far above"
         out.append(
             f"epoch {epoch}: the gradient exploded in a step: global norm {peak:.3g}, "
-            f"{peak / median:.3g} x the epoch's median {median:.3g}; consider "
-            f"[optimizer] clip_norm"
+            f"{times} the epoch's median {median:.3g}; consider [optimizer] clip_norm"
         )
-    if before and median > GROWTH * before["global_grad_norm"]:
-        out.append(
-            f"epoch {epoch}: the gradient norm is exploding: median {median:.3g}, "
-            f"{median / before['global_grad_norm']:.3g} x the last epoch's"
-        )
+    last = (before or {}).get("global_grad_norm")  # None before the first epoch, or the log
+    if last is not None and median > GROWTH * last:
+        grew = f"{median / last:.3g} x the last epoch's" if last else "up from 0 last epoch"
+        out.append(f"epoch {epoch}: the gradient norm is exploding: median {median:.3g}, {grew}")
     for layer, r in now.get("update_ratio", {}).items():
         if r > LARGE_UPDATE:
             out.append(
                 f"epoch {epoch}: updates are too large at {layer}: a step changes its "
-                f"parameters by {100 * r:.3g}% of their norm (healthy: about 0.1%); the "
+                f"parameters by {100 * r:.3g}% of their norm (healthy runs: 0.1% to 1.4%); the "
                 f"learning rate is too large for the loss scale"
             )
     return out

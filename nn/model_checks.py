@@ -184,7 +184,10 @@ def check_params(model: Sequential, params: Params, expected: dict[str, Shape]) 
     for i, (name, layer) in enumerate(zip(model.names, model.layers, strict=True)):
         own = {k: v for k, v in expected.items() if k.partition(".")[0] == name}
         if missing := [k for k in own if k not in params]:
-            raise ShapeError(f"model: params lacks {missing} of layer {i} ({name})")
+            need = ", ".join(f"{k} {own[k]}" for k in missing)
+            raise ShapeError(
+                f"model: params lacks {need} of layer {i} ({name}); it has {list(params)}"
+            )
         if wrong := [k for k, s in own.items() if np.shape(params[k]) != s]:
             got = ", ".join(f"{k} {np.shape(params[k])}" for k in wrong)
             want = ", ".join(f"{k} {own[k]}" for k in wrong)
@@ -198,7 +201,8 @@ def check_params(model: Sequential, params: Params, expected: dict[str, Shape]) 
 
 def verify_loss(fn: Callable[..., tuple[Array, Any]], classes: int, *, seed: int = 0) -> Report:
     """Check a user's loss ``fn(outputs (N, K), labels (N,)) -> (value, vjp)`` by
-    :func:`nn.testing.check_vjp` at random outputs of K classes (labels held fixed)."""
+    :func:`nn.testing.check_vjp` at random outputs of K classes (labels held fixed); a
+    failure is a :class:`~nn.errors.VerificationError` naming the worst check."""
     rng = np.random.default_rng([seed, 0x1055])
     labels = np.arange(3) % classes
     out = rng.standard_normal((3, classes))  # (N, K) float64
@@ -208,8 +212,16 @@ def verify_loss(fn: Callable[..., tuple[Array, Any]], classes: int, *, seed: int
 
     loss_of_outputs.__name__ = getattr(fn, "__name__", "loss")
     try:
-        return check_vjp(loss_of_outputs, out, seed=seed, raise_on_failure=False, names=["outputs"])
+        report = check_vjp(loss_of_outputs, out, seed=seed, raise_on_failure=False,
+                           names=["outputs"])  # fmt: skip
     except Exception as e:  # a loss that cannot even run is reported, not crashed into
         raise VerificationError(
             f"loss {loss_of_outputs.__name__} could not be verified: {type(e).__name__}: {e}"
         ) from e
+    if not report.passed:
+        worst = max(report.failures, key=lambda c: np.nan_to_num(c.ratio, nan=np.inf))
+        raise VerificationError(
+            f"loss {loss_of_outputs.__name__} is not a library loss, so it was verified at "
+            f"assembly and failed: {worst.message()} ({worst.ratio:.3g} x tolerance)"
+        )
+    return report

@@ -15,8 +15,6 @@ same order as an uninterrupted run: the final weights are bitwise equal (tested 
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -33,14 +31,14 @@ from nn.build import build_schedule as build_schedule
 from nn.build import check_batch_norm_batches
 from nn.build import images_to_inputs as images_to_inputs
 from nn.checkpoint import load_checkpoint, save_checkpoint
-from nn.clip import clip_by_global_norm
 from nn.config import Config
 from nn.errors import DataError, DivergenceError, HealthWarning
-from nn.guard import Guard, locate_nonfinite, squared_norms
+from nn.guard import Guard
 from nn.health import RATIO_EVERY, EpochHealth, health_warnings, layer_names
 from nn.layers import Params, State
 from nn.model import Sequential
 from nn.op import Array
+from nn.step import train_step
 from nn.stopping import EarlyStopping
 
 Progress = Callable[[dict[str, Any]], None]
@@ -142,40 +140,27 @@ def train(
             yb = labels[idx]
             lr = schedule(epoch * steps_per_epoch + step) * guard.lr_scale
             xb = xb.reshape(len(idx), *model.input_shape)  # (B, 784) or (B, 1, 28, 28)
-            before = masks.bit_generator.state  # to replay the same dropout masks
-            # The guard names a NaN or inf by layer and op: NumPy's own warnings would be noise.
-            with np.errstate(all="ignore") if guarded else contextlib.nullcontext():
-                value, grads, out, new_stats = model.loss_and_outputs(
+            if guarded:
+                where = (f"step {epoch * steps_per_epoch + step + 1} (epoch {epoch + 1}, "
+                         f"batch {step + 1} of {steps_per_epoch}, lr {lr:.3g})")  # fmt: skip
+                done = train_step(
+                    model, opt, params, state, stats, (xb, yb), lr=lr, rng=masks, guard=guard,
+                    health=health, clip=clip, ratio=step % RATIO_EVERY == 0, where=where,
+                )  # fmt: skip
+                params, state, stats = done.params, done.opt_state, done.stats
+                if done.rolled_back:  # the epoch's figures restart with its state
+                    seen, loss_sum, correct, clipped = 0, 0.0, 0, 0
+                    health = EpochHealth(layer_names(params))
+                if not done.accepted:
+                    continue
+                value, out, clipped = done.value, done.out, clipped + done.clipped
+            else:  # only to measure the guard's cost (bench/guard_cost.py)
+                value, grads, out, stats = model.loss_and_outputs(
                     params, (xb, yb), state=stats, train=True, rng=masks
                 )
-            if not guarded:  # only to measure the guard's cost (bench/guard_cost.py)
                 if not np.isfinite(value):
                     raise DivergenceError(f"the training loss became {value} at step {step + 1}")
                 params, state = opt.update(params, grads, state, lr=lr)
-                stats = new_stats
-            else:
-                sq = squared_norms(grads)
-                norm = math.sqrt(math.fsum(sq.values()))
-                if not (math.isfinite(value) and math.isfinite(norm)):
-                    replay = np.random.default_rng()
-                    replay.bit_generator.state = before
-                    finding = locate_nonfinite(
-                        model, params, (xb, yb), state=stats, train=True, rng=replay
-                    )
-                    where = (f"step {epoch * steps_per_epoch + step + 1} (epoch {epoch + 1}, "
-                             f"batch {step + 1} of {steps_per_epoch}, lr {lr:.3g})")  # fmt: skip
-                    if (restored := guard.failed(finding, where)) is not None:
-                        params, state, stats = restored
-                    continue
-                guard.passed()
-                health.record_step(sq)
-                if clip and norm > clip:
-                    grads, _ = clip_by_global_norm(grads, clip, norm=norm)
-                    clipped += 1
-                new_params, state = opt.update(params, grads, state, lr=lr)
-                if step % RATIO_EVERY == 0:
-                    health.record_update(params, new_params)
-                params, stats = new_params, new_stats
             seen += len(idx)
             loss_sum += value * len(idx)
             correct += int(np.sum(out.argmax(axis=1) == yb))

@@ -103,7 +103,12 @@ def test_clipped_norm_is_the_smaller_of_n_and_max_norm(grads, factor):
     clipped, _ = clip_by_global_norm(grads, c)
     target = min(n, c)
     tol = 1.01 * bound(grads) + 4 * float(max(np.finfo(g.dtype).eps for g in grads.values()))
-    assert abs(exact_norm(clipped) - target) <= tol * target + 1e-300
+    # a scaled entry that lands among the subnormals is only as exact as their spacing
+    size = sum(g.size for g in grads.values())
+    floor = math.sqrt(size) * max(
+        float(np.finfo(g.dtype).smallest_subnormal) for g in grads.values()
+    )
+    assert abs(exact_norm(clipped) - target) <= tol * target + floor
 
 
 @pytest.mark.spec("clip_by_global_norm", 2)
@@ -136,9 +141,14 @@ def test_every_array_is_scaled_by_the_same_factor(grads, factor):
         assert n == 0.0
         return
     assert_scaled(clipped, grads, c / n, rtol=0.0)
-    a = np.array(entries(grads))
-    b = np.array(entries(clipped))
-    assert float(a @ b) / (np.linalg.norm(a) * np.linalg.norm(b)) == pytest.approx(1, abs=1e-6)
+    # The cosine, where every clipped entry is 0 or normal: a subnormal result keeps only a
+    # few bits (assert_scaled bounds it by the subnormal spacing instead).
+    if all(np.all((g == 0) | (np.abs(g) >= np.finfo(g.dtype).tiny)) for g in clipped.values()):
+        a, b = np.array(entries(grads)), np.array(entries(clipped))
+        if np.any(b):
+            a, b = a / np.abs(a).max(), b / np.abs(b).max()  # no underflow in the products
+            cosine = float(a @ b) / (np.linalg.norm(a) * np.linalg.norm(b))
+            assert cosine == pytest.approx(1, abs=1e-6)
 
 
 @pytest.mark.spec("clip_by_global_norm", 4)

@@ -108,7 +108,7 @@ def test_the_table_has_one_row_per_layer_in_order():
     body = lines[2 : 2 + len(model.names)]
     assert [line.split()[0] for line in body] == model.names
     assert lines[2 + len(model.names)] == "no problems found"
-    assert len({len(line) for line in lines[1:2]}) == 1
+    assert len({len(line) for line in lines[1 : 2 + len(model.names)]}) == 1  # aligned columns
     conv, relu, pool = body[0].split(), body[1].split(), body[2].split()
     assert conv[1] == "conv2d" and relu[1] == "relu" and pool[1] == "max_pool2d"
     assert relu[-5].endswith("%") and conv[-5] == "-"  # dead: relu layers only

@@ -11,9 +11,12 @@ from nn.activations import relu
 from nn.config import Config
 from nn.errors import DivergenceError, HealthWarning
 from nn.guard import Guard, locate_nonfinite, squared_norms
-from nn.health import EpochHealth, health_warnings
+from nn.health import EpochHealth, health_warnings, layer_names
 from nn.layers import Activation, Dense
 from nn.model import Sequential, mlp
+from nn.norm_layers import BatchNorm, Dropout
+from nn.optim import make_optimizer
+from nn.step import train_step
 from nn.train import train
 
 SMALL = ["model.hidden=[16]", "train.epochs=2", "train.batch_size=32", "train.validation=100"]
@@ -74,14 +77,19 @@ def test_a_non_finite_weight_is_named_with_its_layer_and_op():
 
 
 def test_an_overflowing_layer_is_the_first_non_finite_output():
-    model = mlp([6, 5, 5, 3], activation="sigmoid")
+    model = mlp([6, 5, 5, 3], activation="relu")
     params = model.init(0)
-    params["dense2.w"][:] = 3e38  # finite, but y = x w sums five products near 1e38
+    params["dense0.w"] = np.abs(params["dense0.w"])  # every relu1 unit positive on x > 0
+    params["dense2.w"][:] = 3e38  # finite, but y = x w sums five products near 1e38: inf
     x, y = batch()
-    f = locate_nonfinite(model, params, (x, y))
+    outputs = []
+    with np.errstate(all="ignore"):
+        model.forward(params, x, outputs=outputs)
+    assert [np.isfinite(o).all() for o in outputs] == [True, True, False, False, False]
+    f = locate_nonfinite(model, params, (x, y))  # the first of the three, not the last
     assert (f.where, f.layer, f.op, f.array) == ("forward", "dense2", "linear", "output")
-    lo, hi = f.input_range  # the sigmoid1 outputs that went in
-    assert 0 < lo <= hi < 1
+    lo, hi = f.input_range  # the relu1 outputs that went in
+    assert 0 < lo <= hi < 10
     assert "op linear" in f.describe() and "ranged over" in f.describe()
 
 
@@ -126,7 +134,7 @@ def test_a_gradient_that_is_nan_while_the_forward_pass_is_finite_is_found_in_bac
     params = model.init(0)
     f = locate_nonfinite(model, params, batch())  # relu's exact zeros reach smooth_abs
     assert (f.where, f.layer, f.op, f.array) == ("backward", "smooth_abs2", "smooth_abs", "dx")
-    assert f.nan > 0
+    assert f.nan > 0 and f.inf == 0 and "0/0 in its vjp" in f.describe()  # not "overflow"
 
 
 # --- policies ------------------------------------------------------------------------------
@@ -191,9 +199,12 @@ def test_a_rolled_back_run_resumes_bitwise(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", HealthWarning)
         whole = train(cfg, x, y)
-        train(cfg, x, y, run_dir=tmp_path, stop_after=1)
+        # stop right after the epoch of the first rollback: the resumed run must take the
+        # lowered learning rate from the record, not start again at lr 10
+        first = next(r["epoch"] for r in whole.history if r["rollbacks"])
+        assert first < len(whole.history) and whole.history[first - 1]["lr_scale"] < 1
+        train(cfg, x, y, run_dir=tmp_path, stop_after=first)
         resumed = train(cfg, x, y, run_dir=tmp_path, resume=True)
-    assert sum(r["rollbacks"] for r in whole.history) >= 1
     assert resumed.history[-1]["lr_scale"] == whole.history[-1]["lr_scale"]
     assert all(same_bits(whole.params[k], resumed.params[k]) for k in whole.params)
 
@@ -209,18 +220,80 @@ def test_the_guard_does_not_change_the_arithmetic(digits):
 
 def test_health_is_logged_per_layer_in_every_epoch(digits):
     result = train(Config().override(SMALL), *digits)
-    record = result.history[0]
-    assert set(record["grad_norm"]) == {"dense0", "dense2"} == set(record["update_ratio"])
-    assert all(0 < v < math.inf for v in record["grad_norm"].values())
-    assert all(1e-5 < v < 0.1 for v in record["update_ratio"].values())
-    assert record["global_grad_norm"] <= record["global_grad_norm_max"]
-    assert record["warnings"] == [] and record["clipped_steps"] == 0
+    assert len(result.history) == 2
+    for record in result.history:
+        assert set(record["grad_norm"]) == {"dense0", "dense2"} == set(record["update_ratio"])
+        assert all(0 < v < math.inf for v in record["grad_norm"].values())
+        assert all(1e-5 < v < 0.1 for v in record["update_ratio"].values())
+        assert record["global_grad_norm"] <= record["global_grad_norm_max"]
+        assert record["warnings"] == [] and record["clipped_steps"] == 0
 
 
 def test_clipping_bounds_every_steps_norm(digits):
     cfg = Config().override([*SMALL, "optimizer.clip_norm=0.01"])
     result = train(cfg, *digits)
     assert result.history[0]["clipped_steps"] == 10  # 300 images: every batch of 32 was clipped
+
+
+def test_a_clipped_step_moves_the_weights_by_at_most_lr_times_max_norm():
+    model, (x, y) = mlp([6, 5, 3]), batch()
+    x = x.astype(np.float64)  # float64 throughout: float32 updates round at 1e-4 of a step
+    params, opt = model.init(0, np.float64), make_optimizer("sgd", weight_decay=0.0)
+    steps = {}
+    for clip in (0.0, 1e-3):
+        steps[clip] = train_step(
+            model, opt, params, opt.init(params), {}, (x * 100, y), lr=0.5,
+            rng=np.random.default_rng(0), guard=Guard("raise"),
+            health=EpochHealth(layer_names(params)), clip=clip,
+        )  # fmt: skip
+    moved = {c: math.sqrt(sum(float(np.sum((s.params[k] - params[k]) ** 2)) for k in params))
+             for c, s in steps.items()}  # fmt: skip
+    assert steps[1e-3].clipped and not steps[0.0].clipped
+    assert moved[1e-3] == pytest.approx(0.5 * 1e-3, rel=1e-9)
+    assert moved[1e-3] < moved[0.0]
+
+
+def trap_zero(x):
+    """The identity, except NaN where x is exactly 0: after dropout, on the dropped entries."""
+    y = np.where(x == 0, np.nan, x)
+    return y, lambda g: (np.where(x == 0, 0, g),)
+
+
+def test_a_skipped_step_changes_nothing_and_the_diagnosis_replays_the_dropout_masks():
+    model = Sequential([Dense(64), BatchNorm(), Dropout(0.5), Activation(trap_zero), Dense(3)],
+                       input_shape=(6,))  # fmt: skip
+    opt = make_optimizer("momentum", beta=0.9)
+    params, stats = model.init(0), model.init_state()
+    opt_state, guard = opt.init(params), Guard("skip")
+    health = EpochHealth(layer_names(params))
+    x, y = batch(n=64)
+    outputs = []  # the masks the step will draw, from a generator in the same state
+    model.forward(params, x, state=stats, train=True, rng=np.random.default_rng(7),
+                  outputs=outputs)  # fmt: skip
+    dropped = int(np.count_nonzero(outputs[2] == 0))
+    done = train_step(model, opt, params, opt_state, stats, (x, y), lr=0.1,
+                      rng=np.random.default_rng(7), guard=guard, health=health)  # fmt: skip
+    assert not done.accepted and not done.rolled_back
+    assert done.params is params and done.opt_state is opt_state and done.stats is stats
+    assert health.norms == []  # nothing recorded for a dropped batch
+    assert guard.events[0].startswith("a step: the output of layer trap_zero3 (op trap_zero)")
+    assert f"{dropped} NaN in 4096 entries" in guard.events[0]  # the step's own masks
+
+
+def test_an_inf_that_a_sigmoid_squashes_is_still_caught():
+    # sigmoid(inf) = 1 with derivative 0: the loss and every gradient stay finite
+    model = mlp([6, 5, 5, 3], activation="sigmoid")
+    params = model.init(0)
+    params["dense2.w"][:] = 3e38  # y = x w sums five positive products near 1e38: inf
+    x, y = batch()
+    with np.errstate(all="ignore"):
+        value, grads = model.loss(params, (x, y))
+    assert np.isfinite(value) and all(np.isfinite(g).all() for g in grads.values())
+    opt = make_optimizer("sgd")
+    with pytest.raises(DivergenceError, match=r"the output of layer dense2 \(op linear\)"):
+        train_step(model, opt, params, opt.init(params), {}, (x, y), lr=0.1,
+                   rng=np.random.default_rng(0), guard=Guard("raise"),
+                   health=EpochHealth(layer_names(params)))  # fmt: skip
 
 
 def summary_of(norms, ratios=None):
@@ -248,6 +321,11 @@ def test_each_health_rule_fires_on_its_failure_and_not_on_a_healthy_epoch():
     assert "exploding" in health_warnings(2, grown, healthy)[0]
     large = summary_of([{"a": 1.0, "b": 1.0}], [[0.5, 1e-3]])
     assert "updates are too large at a" in health_warnings(1, large, None)[0]
+    # a median of 0 (most steps without any gradient) is a finding, not a ZeroDivisionError
+    silent = summary_of([{"a": 0.0, "b": 0.0}] * 3 + [{"a": 1.0, "b": 1.0}])
+    assert "far above the epoch's median 0" in health_warnings(2, silent, healthy)[-1]
+    assert "up from 0 last epoch" in health_warnings(2, healthy, silent)[-1]
+    assert health_warnings(2, healthy, {"epoch": 1}) == []  # a record from before the log
 
 
 def test_health_warnings_are_issued_as_warnings(digits):

@@ -238,3 +238,23 @@ def test_layer_names_must_be_unique_and_dot_free():
 
     with pytest.raises(ValueError, match=r"'a\.b0' is not"):
         Sequential([Named()], input_shape=(3,))
+
+
+def test_a_users_loss_is_verified_at_assembly():
+    from nn.losses import softmax_cross_entropy
+
+    def good_loss(out, labels):
+        return softmax_cross_entropy(out, labels=labels)
+
+    def bad_loss(out, labels):  # the gradient of the mean, without the 1/N
+        value, vjp = softmax_cross_entropy(out, labels=labels)
+        return value, lambda g: (vjp(g)[0] * len(labels),)
+
+    model = Sequential([Dense(4)], input_shape=(3,), loss=good_loss)
+    assert model.loss_name == "good_loss" and model.config()["loss"] == "good_loss"
+    with pytest.raises(VerificationError, match="loss bad_loss is not a library loss, so it"):
+        Sequential([Dense(4)], input_shape=(3,), loss=bad_loss)
+    with pytest.raises(VerificationError, match="loss len could not be verified: TypeError"):
+        Sequential([Dense(4)], input_shape=(3,), loss=len)
+    with pytest.raises(ValueError, match=r"or a function fn\(outputs, labels\)"):
+        Sequential([Dense(4)], input_shape=(3,), loss="hinge")
