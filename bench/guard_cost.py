@@ -71,7 +71,7 @@ def step_shares(cfg: Config, x, y, repeats: int = 30) -> None:  # type: ignore[n
     masks = np.random.default_rng(0)
     outputs: list[np.ndarray] = []
     _, grads, _, _ = model.loss_and_outputs(
-        params, batch, state=stats, train=True, rng=masks, outputs=outputs
+        params, batch, state=stats, train=True, rng=masks, observe=outputs.append
     )
     state = opt.init(params)
     new, _ = opt.update(params, grads, state, lr=cfg.optimizer.lr)

@@ -150,12 +150,14 @@ class Sequential:
         state: State | None = None,
         train: bool = False,
         rng: Rng = None,
-        outputs: list[Array] | None = None,
+        observe: Callable[[Array], object] | None = None,
     ) -> tuple[Array, Callable[..., Params], State]:
         """``(out, vjp, new_state)``: the network's output, a vjp from its cotangent to the
         parameters' gradients, and the state after this batch (unchanged in inference).
 
-        For inspection (:mod:`nn.trace`): a list ``outputs`` receives each layer's output, and
+        For inspection: ``observe`` is called with each layer's output as it is computed
+        (``outputs.append`` keeps them all, as :mod:`nn.trace` does; the trainer's guard checks
+        each one and keeps none, so memory stays what training needs), and
         ``vjp(g, cotangents=a_list)`` appends the cotangent of each layer's input, from the
         last layer down."""
         if tuple(x.shape[1:]) != self.input_shape:
@@ -176,8 +178,8 @@ class Sequential:
                 layer_params(params, name), x, state=own, train=train, rng=gen
             )
             vjps.append(vjp)
-            if outputs is not None:
-                outputs.append(x)
+            if observe is not None:
+                observe(x)
             new_state.update({f"{name}.{k}": v for k, v in own.items()})
 
         def model_vjp(g: Array, cotangents: list[Array] | None = None) -> Params:
@@ -212,13 +214,13 @@ class Sequential:
         state: State | None = None,
         train: bool = False,
         rng: Rng = None,
-        outputs: list[Array] | None = None,
+        observe: Callable[[Array], object] | None = None,
     ) -> tuple[float, Params, Array, State]:
         """:meth:`loss`, the network's outputs (N, K), which the trainer scores, and the state
-        after the batch; ``outputs`` as in :meth:`forward`."""
+        after the batch; ``observe`` as in :meth:`forward`."""
         x, y = batch
         out, vjp, new_state = self.forward(
-            params, x, state=state, train=train, rng=rng, outputs=outputs
+            params, x, state=state, train=train, rng=rng, observe=observe
         )  # (N, K)
         value, loss_vjp = self.loss_value(out, y)
         g = loss_vjp(np.ones((), dtype=out.dtype))[0]  # d loss / d out: (N, K)

@@ -67,7 +67,7 @@ def trace(
     cotangents: list[Array] = []
     with np.errstate(all="ignore"):
         out, vjp, new_state = model.forward(
-            params, x, state=state, train=train, rng=rng, outputs=outputs
+            params, x, state=state, train=train, rng=rng, observe=outputs.append
         )  # (N, K)
         value, loss_vjp = model.loss_value(out, y)
         dout = loss_vjp(np.ones((), dtype=out.dtype))[0]  # (N, K)

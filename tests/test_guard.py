@@ -84,7 +84,7 @@ def test_an_overflowing_layer_is_the_first_non_finite_output():
     x, y = batch()
     outputs = []
     with np.errstate(all="ignore"):
-        model.forward(params, x, outputs=outputs)
+        model.forward(params, x, observe=outputs.append)
     assert [np.isfinite(o).all() for o in outputs] == [True, True, False, False, False]
     f = locate_nonfinite(model, params, (x, y))  # the first of the three, not the last
     assert (f.where, f.layer, f.op, f.array) == ("forward", "dense2", "linear", "output")
@@ -269,7 +269,7 @@ def test_a_skipped_step_changes_nothing_and_the_diagnosis_replays_the_dropout_ma
     x, y = batch(n=64)
     outputs = []  # the masks the step will draw, from a generator in the same state
     model.forward(params, x, state=stats, train=True, rng=np.random.default_rng(7),
-                  outputs=outputs)  # fmt: skip
+                  observe=outputs.append)  # fmt: skip
     dropped = int(np.count_nonzero(outputs[2] == 0))
     done = train_step(model, opt, params, opt_state, stats, (x, y), lr=0.1,
                       rng=np.random.default_rng(7), guard=guard, health=health)  # fmt: skip
