@@ -32,9 +32,9 @@ else:  # pragma: no cover - Python 3.10
 
 #: Configs shipped with the package: ``python -m nn train --config classic``.
 CONFIG_DIR = Path(__file__).with_name("configs")
-#: The [model] keys of a fully connected network, replaced by ``layers`` for any other.
 #: What the trainer does with a step whose loss or gradient is NaN or inf (nn.guard).
 NONFINITE = ("raise", "skip", "rollback")
+#: The [model] keys of a fully connected network, replaced by ``layers`` for any other.
 MLP_KEYS = frozenset({"hidden", "activation", "output_activation", "init"})
 
 

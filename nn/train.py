@@ -147,10 +147,10 @@ def train(
                     model, opt, params, state, stats, (xb, yb), lr=lr, rng=masks, guard=guard,
                     health=health, clip=clip, ratio=step % RATIO_EVERY == 0, where=where,
                 )  # fmt: skip
+                # After a rollback the epoch's figures go on: they average every accepted
+                # step, those the rollback undid included (restarting them could leave an
+                # epoch whose last batch rolled back with no figures at all).
                 params, state, stats = done.params, done.opt_state, done.stats
-                if done.rolled_back:  # the epoch's figures restart with its state
-                    seen, loss_sum, correct, clipped = 0, 0.0, 0, 0
-                    health = EpochHealth(layer_names(params))
                 if not done.accepted:
                     continue
                 value, out, clipped = done.value, done.out, clipped + done.clipped
