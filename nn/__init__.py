@@ -6,6 +6,7 @@ documented by a spec page ``spec/<op>.md`` and verified by :mod:`nn.testing`.
 
 from nn.activations import log_softmax, relu, sigmoid, softmax, tanh
 from nn.conv import conv2d, conv2d_transpose
+from nn.ctc import ctc_alignment, ctc_loss
 from nn.dropout import dropout, dropout_mask
 from nn.errors import (
     DataError,
@@ -20,7 +21,7 @@ from nn.losses import mean_squared_error, softmax_cross_entropy
 from nn.norm import batch_norm, batch_norm_inference
 from nn.op import REGISTRY, op
 from nn.pool import avg_pool2d, max_pool2d
-from nn.reshape import flatten
+from nn.reshape import columns, flatten, unflatten
 
 __version__ = "0.1.0"
 
@@ -35,8 +36,11 @@ __all__ = [
     "avg_pool2d",
     "batch_norm",
     "batch_norm_inference",
+    "columns",
     "conv2d",
     "conv2d_transpose",
+    "ctc_alignment",
+    "ctc_loss",
     "dropout",
     "dropout_mask",
     "flatten",
@@ -50,4 +54,5 @@ __all__ = [
     "softmax",
     "softmax_cross_entropy",
     "tanh",
+    "unflatten",
 ]

@@ -5,6 +5,8 @@ Each table names a layer and its arguments, the keyword arguments of the layer's
     {layer = "conv2d", channels = 32, kernel = 3, padding = "same"}
     {layer = "relu"}
     {layer = "max_pool2d", window = 2}
+    {layer = "columns"}                   # (C, H, W) -> (W, C*H): one step per image column
+    {layer = "unflatten", shape = [7, 10]}  # (70,) -> (7, 10): 7 heads of 10 scores
 
 Every key is checked before anything is built, so a typo is an error that names the layer's
 position, the key and the keys that layer accepts.
@@ -22,15 +24,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from nn import activations
-from nn.conv_layers import AvgPool2D, Conv2D, Flatten, MaxPool2D
+from nn.conv_layers import AvgPool2D, Columns, Conv2D, Flatten, MaxPool2D, Unflatten
 from nn.errors import DataError
 from nn.layers import Activation, Dense, Layer
 from nn.norm_layers import BatchNorm, Dropout
 
+_CLASSES = (Conv2D, MaxPool2D, AvgPool2D, Flatten, Columns, Dense, Unflatten, Dropout, BatchNorm)
 #: Layer name in a config -> the class that builds it (its keyword arguments are the keys).
-LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.name: cls for cls in (Conv2D, MaxPool2D, AvgPool2D, Flatten, Dense, Dropout, BatchNorm)
-}
+LAYER_TYPES: dict[str, type[Layer]] = {cls.name: cls for cls in _CLASSES}
 ACTIVATION_LAYERS = ("relu", "sigmoid", "tanh")
 
 

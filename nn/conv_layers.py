@@ -1,4 +1,6 @@
-"""Layers of images: convolution, pooling and flattening, each a thin wrapper of one op.
+"""Layers of images: convolution, pooling and the reshapes after them, each a thin wrapper of
+one op. :class:`Flatten` makes rows for dense layers, :class:`Columns` a sequence of columns
+(one step per image column, for a CTC reader), :class:`Unflatten` heads of class scores.
 
 Inputs are NCHW batches; a layer's ``in_shape`` is (C, H, W), without the batch axis. Each
 layer checks the shape it is given when the model is assembled, so a CNN whose layers do
@@ -10,6 +12,8 @@ not fit together fails before any arithmetic, naming the layer and the shapes.
 {'w': (8, 1, 3, 3), 'b': (8,)}
 >>> conv.out_shape((1, 28, 28)), MaxPool2D(2).out_shape((8, 28, 28))
 ((8, 28, 28), (8, 14, 14))
+>>> Columns().out_shape((8, 14, 14)), Unflatten((7, 10)).out_shape((70,))
+((14, 112), (7, 10))
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from nn.errors import ShapeError
 from nn.layers import Layer, LayerVJP, Params, Shape
 from nn.op import REGISTRY, Array, OpFn
 from nn.pool import avg_pool2d, max_pool2d
-from nn.reshape import flatten
+from nn.reshape import columns, flatten, unflatten
 
 Pair = tuple[int, int]
 
@@ -217,3 +221,77 @@ class Flatten(Layer):
 
     def library_ops(self) -> tuple[OpFn, ...]:
         return (flatten,)
+
+
+class Columns(Layer):
+    r"""(N, C, H, W) -> (N, W, C H), :func:`~nn.reshape.columns`: step ``w`` of the sequence
+    is column ``w`` of the feature maps, ``y[n, w, c*H + h] = x[n, c, h, w]``, for layers
+    that score each column (a :class:`~nn.layers.Dense` applies to every step).
+
+    >>> y, vjp = Columns().apply({}, np.zeros((2, 4, 3, 9)))
+    >>> y.shape, vjp(y)[0].shape
+    ((2, 9, 12), (2, 4, 3, 9))
+    """
+
+    name = "columns"
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        c, h, w = image_shape(in_shape, "Columns")
+        return op_out_shape(  # (C, H, W) -> (W, C*H)
+            columns, [(1, c, h, w)], {},
+            f"Columns: steps of C*H = {c * h} features cannot feed a layer; in_shape {in_shape}",
+        )  # fmt: skip
+
+    def apply(self, params: Params, x: Array) -> tuple[Array, LayerVJP]:
+        y, vjp = columns(x)  # (N, C, H, W) -> (N, W, C*H)
+        return y, lambda g: (vjp(g)[0], {})
+
+    def library_ops(self) -> tuple[OpFn, ...]:
+        return (columns,)
+
+
+class Unflatten(Layer):
+    r"""(N, D) -> (N, A, B), :func:`~nn.reshape.unflatten` with ``shape = (A, B)``, A B = D:
+    a dense layer of 70 units read as 7 heads of 10 class scores, one per digit position.
+
+    >>> layer = Unflatten((7, 10))
+    >>> y, vjp = layer.apply({}, np.zeros((2, 70)))
+    >>> y.shape, vjp(y)[0].shape, layer.config()
+    ((2, 7, 10), (2, 70), {'layer': 'unflatten', 'shape': [7, 10]})
+    """
+
+    name = "unflatten"
+
+    def __init__(self, shape: tuple[int, int] | list[int]) -> None:
+        items = shape if isinstance(shape, (tuple, list)) else ()
+        if len(items) != 2 or any(
+            isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in items
+        ):
+            raise ValueError(
+                f"Unflatten: shape must be a list of 2 positive integers [A, B] (A heads of B "
+                f"scores), received {list(shape) if isinstance(shape, tuple) else shape!r}"
+            )
+        self.shape = (int(items[0]), int(items[1]))
+
+    def out_shape(self, in_shape: Shape) -> Shape:
+        a, b = self.shape
+        if len(in_shape) != 1:
+            raise ShapeError(
+                f"Unflatten: expects flat inputs (N, D), so in_shape must be (D,) with "
+                f"D = {a}*{b} = {a * b}, received in_shape {in_shape}"
+            )
+        return op_out_shape(  # (D,) -> (A, B)
+            unflatten, [(1, *in_shape)], {"shape": self.shape},
+            f"Unflatten: shape {list(self.shape)} holds {a}*{b} = {a * b} entries, but the input "
+            f"has D = {in_shape[0]} features; in_shape {in_shape}",
+        )  # fmt: skip
+
+    def apply(self, params: Params, x: Array) -> tuple[Array, LayerVJP]:
+        y, vjp = unflatten(x, shape=self.shape)  # (N, D) -> (N, A, B)
+        return y, lambda g: (vjp(g)[0], {})
+
+    def library_ops(self) -> tuple[OpFn, ...]:
+        return (unflatten,)
+
+    def config(self) -> dict[str, Any]:
+        return {"layer": self.name, "shape": list(self.shape)}
