@@ -23,7 +23,9 @@ HEADER_KEYS = {"op", "module", "signature", "complex_safe", "kinks"}
 # Equations that are not ops (initializers, update rules, schedules) have "rule" pages.
 RULE_SECTIONS = ["Definition", "Derivation", "Numerics", "Invariants", "Example"]
 RULE_HEADER_KEYS = {"rule", "module", "objects"}
-RULE_MODULES = ("nn.init", "nn.optim", "nn.schedules", "nn.augment", "nn.clip")
+RULE_MODULES = (
+    "nn.init", "nn.optim", "nn.schedules", "nn.augment", "nn.clip", "nn.decode", "nn.digit_strings",
+)  # fmt: skip
 
 
 def public_names(modules: tuple[str, ...] = RULE_MODULES) -> dict[str, list[str]]:
