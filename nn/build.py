@@ -31,9 +31,15 @@ def images_to_inputs(images: Array, input_shape: tuple[int, ...] | None = None) 
 
 
 def build_model(cfg: Config, input_size: int = 784, classes: int = 10) -> Sequential:
-    """The network a config describes: its ``layers`` on images (1, 28, 28), or an MLP of
-    ``input_size`` inputs (``input_size`` applies to the MLP only)."""
-    m = cfg.model
+    """The network a config describes: its ``layers`` on images (1, 28, 28), or (1, height,
+    width) for digit strings, or an MLP of ``input_size`` inputs (``input_size`` applies to
+    the MLP only)."""
+    m, d = cfg.model, cfg.data
+    if m.layers and d.name == "digit_strings":
+        layers = build_layers(m.layers, "[model] layers")
+        model = Sequential(layers, input_shape=(1, d.height, d.width), loss=m.loss)
+        check_string_outputs(cfg, model.shapes[-1], classes)
+        return model
     if m.layers:
         layers = build_layers(m.layers, "[model] layers")
         model = Sequential(layers, input_shape=(1, 28, 28), loss=m.loss)
@@ -47,6 +53,32 @@ def build_model(cfg: Config, input_size: int = 784, classes: int = 10) -> Sequen
     init = None if m.init == "auto" else m.init
     sizes = [input_size, *m.hidden, classes]
     return mlp(sizes, activation=m.activation, output_activation=out, loss=m.loss, init=init)
+
+
+def check_string_outputs(cfg: Config, out: tuple[int, ...], classes: int = 10) -> None:
+    """A network that reads strings gives, per example, either T columns of K + 1 scores
+    (``ctc``: the digits and the blank, T long enough for any string) or one head of K scores
+    per digit (``softmax_cross_entropy``, strings of one fixed length)."""
+    d, where = cfg.data, "[model] layers: for digit strings"
+    if cfg.model.loss == "ctc":
+        need = 2 * d.max_length - 1  # a string of equal digits needs a blank between each pair
+        if len(out) != 2 or out[1] != classes + 1 or out[0] < need:
+            raise ShapeError(
+                f"{where} and loss ctc the network's output must be (T, {classes + 1}): T >= "
+                f"{need} columns (2 max_length - 1), {classes} digits and the blank; it is {out}"
+            )
+    elif cfg.model.loss == "softmax_cross_entropy":
+        if out != (d.max_length, classes) or not d.min_length == d.max_length == d.test_length:
+            raise ShapeError(
+                f"{where} and softmax_cross_entropy the network must have one head per digit, "
+                f"output (max_length, {classes}) = ({d.max_length}, {classes}), for strings of "
+                f"one length (min_length = max_length = test_length); it is {out} for "
+                f"training lengths {d.min_length}..{d.max_length} and test_length "
+                f"{d.test_length} (loss ctc reads strings of any length)"
+            )
+    else:
+        raise ShapeError(f"{where} the loss must be ctc or softmax_cross_entropy, found "
+                         f"{cfg.model.loss!r}")  # fmt: skip
 
 
 def build_optimizer(cfg: Config) -> Optimizer:

@@ -95,6 +95,23 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("run", metavar="RUN", help="a run folder written by `train`")
     predict.add_argument("files", nargs="+", metavar="FILE", help=".png or .npy image files")
 
+    read = commands.add_parser(
+        "read",
+        help="read a whole number from an image with a digit-string model",
+        description="Read the number in each .png with RUN's model (trained with [data] name = "
+        '"digit_strings") and print it with a confidence per digit. The image is made gray, '
+        "inverted if its border is light (digits light on dark, as the training strings), "
+        "shrunk if larger than the model's canvas and centred on it.",
+        epilog="example:\n  python -m nn read runs/digits7-20261125-061500 number.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    read.add_argument("run", metavar="RUN", help="a run folder written by `train`")
+    read.add_argument("files", nargs="+", metavar="IMAGE", help=".png image files")
+    read.add_argument("--decoder", choices=("beam_search", "best_path"), default="beam_search",
+                      help="how CTC columns become a string (default: beam_search)")  # fmt: skip
+    read.add_argument("--beam", type=int, default=8, metavar="B",
+                      help="the beam width of beam_search (default 8)")  # fmt: skip
+
     data = commands.add_parser(
         "data",
         help="fetch MNIST and say where it came from",
@@ -183,6 +200,8 @@ def run_command(args: argparse.Namespace) -> int:
         return predict_command(args)
     if args.command == "doctor":
         return doctor_command(args)
+    if args.command == "read":
+        return read_command(args)
     return 2  # unreachable: argparse rejects unknown commands
 
 
@@ -211,8 +230,10 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"\ninterrupted; continue with: python -m nn train --resume {out}", file=sys.stderr)
         return 130
     test = metrics["test"]
-    print(f"test accuracy {100 * test['accuracy']:.2f}% on {test['images']} images "
-          f"({metrics['seconds']:.0f} s); written to {out}")  # fmt: skip
+    what = "whole-number accuracy" if "character_error_rate" in test else "test accuracy"
+    unit = "test strings" if "character_error_rate" in test else "images"
+    print(f"{what} {100 * test['accuracy']:.2f}% on {test['images']} {unit} "
+          f"({metrics['seconds']:.0f} s){_string_figures(test)}; written to {out}")  # fmt: skip
     if not metrics["finished"]:
         print(f"stopped early by --stop-after; continue with: python -m nn train --resume {out}")
     return 0
@@ -222,6 +243,14 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from nn.run import evaluate_run
 
     result = evaluate_run(args.run, args.data_dir)
+    if "character_error_rate" in result:  # a model that reads strings
+        print(f"whole-number accuracy {100 * result['accuracy']:.2f}% on {result['images']} "
+              f"strings{_string_figures(result)} (loss {result['loss']:.4f})")  # fmt: skip
+        for length, acc in result["accuracy_by_length"].items():
+            print(f"  {length} digits: {100 * acc:6.2f}%")
+        for e in result["errors"][:10]:
+            print(f"  string {e['index']}: {e['truth']} read as {e['read']}")
+        return 0
     print(f"test accuracy {100 * result['accuracy']:.2f}% on {result['images']} images "
           f"(loss {result['loss']:.4f})\nper-class accuracy:")  # fmt: skip
     for digit, acc in enumerate(result["per_class_accuracy"]):
@@ -238,6 +267,26 @@ def predict_command(args: argparse.Namespace) -> int:
         note += " (warning: the image is blank)" if r["blank"] else ""
         p = r["probabilities"][r["digit"]]
         print(f"{where}: {r['digit']} ({r['kind']} {p:.3f}){note}")
+    return 0
+
+
+def _string_figures(test: dict[str, object]) -> str:
+    """``, character error rate 0.41%`` for a model that reads strings, else nothing."""
+    cer = test.get("character_error_rate")
+    return "" if cer is None else f", character error rate {100 * float(cer):.2f}%"  # type: ignore[arg-type]
+
+
+def read_command(args: argparse.Namespace) -> int:
+    from nn.reading import read_number
+    from nn.run import load_model
+
+    trained = load_model(args.run)
+    for f in args.files:
+        reading, inverted = read_number(trained, f, decoder=args.decoder, beam=args.beam)
+        note = " (inverted: light background)" if inverted else ""
+        print(f"{f}: {reading.text or '(nothing)'}{note}")
+        for digit, p in zip(reading.labels, reading.confidences, strict=True):
+            print(f"  {digit}  confidence {p:.3f}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """Training configurations: readable TOML files, checked field by field.
 
-A config has four tables, ``[model]``, ``[optimizer]``, ``[schedule]`` and ``[train]``;
-every key is optional and defaults to the default MLP's value (see ``nn/configs/``). A
+A config has the tables ``[model]``, ``[optimizer]``, ``[schedule]`` and ``[train]``, and
+``[data]`` for a dataset other than MNIST's single digits (digit strings, issue 6); every key
+is optional and defaults to the default MLP's value (see ``nn/configs/``). A
 misspelt key or a wrong type is an error that names the file, the table, the key, what was
 expected and what was found, so a typo never silently trains the default instead.
 
@@ -34,6 +35,10 @@ else:  # pragma: no cover - Python 3.10
 CONFIG_DIR = Path(__file__).with_name("configs")
 #: What the trainer does with a step whose loss or gradient is NaN or inf (nn.guard).
 NONFINITE = ("raise", "skip", "rollback")
+#: The datasets a config can train on: MNIST's digits, or strings of them (nn.digit_strings).
+DATASETS = ("mnist", "digit_strings")
+#: The losses a config can name; ctc and per-head cross-entropy read digit strings.
+LOSSES = ("softmax_cross_entropy", "mean_squared_error", "ctc")
 #: The [model] keys of a fully connected network, replaced by ``layers`` for any other.
 MLP_KEYS = frozenset({"hidden", "activation", "output_activation", "init"})
 
@@ -47,7 +52,9 @@ class ModelConfig:
     hidden: tuple[int, ...] = (800, 800)  # hidden layer widths; the input is 784, the output 10
     activation: str = "relu"  # relu | sigmoid | tanh
     output_activation: str = "none"  # none | relu | sigmoid | tanh (applied to the outputs)
-    loss: str = "softmax_cross_entropy"  # softmax_cross_entropy | mean_squared_error
+    # softmax_cross_entropy | mean_squared_error | ctc (outputs (T, K), the blank last);
+    # softmax_cross_entropy of outputs (L, K) scores L heads against strings of length L
+    loss: str = "softmax_cross_entropy"
     init: str = "auto"  # auto (He for relu, Glorot otherwise) or a name from nn.init
 
 
@@ -83,11 +90,33 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    # mnist: single digits (N, 28, 28). digit_strings: images (N, height, width) of strings of
+    # MNIST digits (nn.digit_strings; spec/digit_strings.md), training strings made of training
+    # digits only, test strings of test digits only.
+    name: str = "mnist"  # mnist | digit_strings
+    train_strings: int = 60000  # training strings (the last train.validation are held out)
+    test_strings: int = 10000
+    min_length: int = 1  # digits per training string, uniform in [min_length, max_length]
+    max_length: int = 7
+    test_length: int = 7  # every test string has this many digits (the headline figure's 7)
+    height: int = 32
+    width: int = 144
+    gap_min: int = -2  # pixels between neighbouring digits' ink, uniform; negative: overlap
+    gap_max: int = 4
+    jitter: int = 2  # vertical offset of each digit, uniform in [-jitter, jitter]
+    scale_min: float = 1.0  # per-digit scale, uniform in [scale_min, scale_max]; 1, 1: off
+    scale_max: float = 1.0
+    seed: int = 0  # training strings from seed, test strings from seed + 1
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     @classmethod
     def from_toml(cls, text: str, source: str = "<config>") -> Config:
@@ -101,7 +130,7 @@ class Config:
     @classmethod
     def from_dict(cls, doc: dict[str, Any], source: str = "<config>") -> Config:
         tables = {"model": ModelConfig, "optimizer": OptimizerConfig,
-                  "schedule": ScheduleConfig, "train": TrainConfig}  # fmt: skip
+                  "schedule": ScheduleConfig, "train": TrainConfig, "data": DataConfig}  # fmt: skip
         for name in doc:
             if name not in tables:
                 raise DataError(
@@ -129,7 +158,7 @@ class Config:
     def problems(self) -> list[str]:
         """Every value out of its range, each naming its table and key, the allowed values
         and what was found (types are checked when the file is read)."""
-        m, o, s, t = self.model, self.optimizer, self.schedule, self.train
+        m, o, s, t, d = self.model, self.optimizer, self.schedule, self.train, self.data
         activations = ("relu", "sigmoid", "tanh")
         layers = [f"[model] layers[{i}] {p}" for i, spec in enumerate(m.layers)
                   if (p := layer_problem(spec))]  # fmt: skip
@@ -139,8 +168,9 @@ class Config:
             ("model", "activation", m.activation in activations, " | ".join(activations)),
             ("model", "output_activation", m.output_activation in ("none", *activations),
              " | ".join(("none", *activations))),
-            ("model", "loss", m.loss in ("softmax_cross_entropy", "mean_squared_error"),
-             "softmax_cross_entropy | mean_squared_error"),
+            ("model", "loss", m.loss in LOSSES, " | ".join(LOSSES)),
+            ("model", "loss", m.loss != "ctc" or (d.name == "digit_strings" and m.layers),
+             "ctc only with [data] name = \"digit_strings\" and [model] layers"),
             ("model", "init", m.init in ("auto", *inits), " | ".join(("auto", *inits))),
             ("optimizer", "name", o.name in ("sgd", "momentum", "nesterov", "adam"),
              "sgd | momentum | nesterov | adam"),
@@ -165,6 +195,21 @@ class Config:
             ("train", "nonfinite", t.nonfinite in NONFINITE, " | ".join(NONFINITE)),
             ("train", "patience", t.patience == 0 or t.validation > 0,
              "0 when train.validation = 0: early stopping needs a validation split"),
+            ("data", "name", d.name in DATASETS, " | ".join(DATASETS)),
+            ("data", "train_strings", d.train_strings >= 1, "an integer >= 1"),
+            ("data", "test_strings", d.test_strings >= 1, "an integer >= 1"),
+            ("data", "min_length", 1 <= d.min_length, "an integer >= 1"),
+            ("data", "max_length", d.min_length <= d.max_length, "an integer >= min_length"),
+            ("data", "test_length", 1 <= d.test_length <= d.max_length,
+             "an integer in 1..max_length"),
+            ("data", "height", d.height >= 28, "an integer >= 28 (an MNIST digit's height)"),
+            ("data", "width", d.width >= 28, "an integer >= 28"),
+            ("data", "gap_max", d.gap_min <= d.gap_max, "an integer >= gap_min"),
+            ("data", "jitter", d.jitter >= 0, "an integer >= 0"),
+            ("data", "scale_min", 0 < d.scale_min <= d.scale_max, "in (0, scale_max]"),
+            ("data", "seed", d.seed >= 0, "an integer >= 0"),
+            ("data", "name", d.name == "mnist" or bool(m.layers),
+             "mnist for an MLP of 784 inputs (digit strings need [model] layers)"),
         ]  # fmt: skip
         return layers + [
             f"[{table}] {key} must be {allowed}, found {getattr(getattr(self, table), key)!r}"
@@ -178,6 +223,10 @@ class Config:
         path = Path(path_or_name)
         if not path.is_file() and (CONFIG_DIR / f"{path_or_name}.toml").is_file():
             path = CONFIG_DIR / f"{path_or_name}.toml"
+        # configs/<name>.toml names a shipped config as the docs write it, from any folder
+        named = CONFIG_DIR / path.name
+        if not path.is_file() and path.parent.name == "configs" and named.is_file():
+            path = named
         if not path.is_file():
             shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
             raise DataError(
@@ -216,16 +265,19 @@ class Config:
         }
         drop = MLP_KEYS if self.model.layers else {"layers"}
         doc["model"] = {k: v for k, v in doc["model"].items() if k not in drop}
+        if self.data == DataConfig():  # MNIST digits: configs and run folders stay as they were
+            del doc["data"]
         return doc
 
     def differences(self, other: Config) -> list[str]:
         """``table.key: this vs other`` for every value that differs."""
         a, b = self.to_dict(), other.to_dict()
         return [
-            f"{table}.{key}: {a[table].get(key, '-')!r} vs {b[table].get(key, '-')!r}"
-            for table in a
-            for key in dict.fromkeys([*a[table], *b[table]])
-            if a[table].get(key) != b[table].get(key)
+            f"{table}.{key}: {a.get(table, {}).get(key, '-')!r} vs "
+            f"{b.get(table, {}).get(key, '-')!r}"
+            for table in dict.fromkeys([*a, *b])
+            for key in dict.fromkeys([*a.get(table, {}), *b.get(table, {})])
+            if a.get(table, {}).get(key) != b.get(table, {}).get(key)
         ]
 
     def to_toml(self) -> str:

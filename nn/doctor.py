@@ -266,6 +266,7 @@ def doctor(
     the histograms to ``png`` (for a run, ``RUN/doctor.png`` by default)."""
     from nn.build import build_model, build_optimizer, images_to_inputs
     from nn.config import Config
+    from nn.datasets import load_dataset
     from nn.doctor_plots import save_histograms
     from nn.run import load_model
 
@@ -286,10 +287,14 @@ def doctor(
     n = cfg.train.batch_size if batch_size is None else batch_size
     if n < 1:
         raise DataError(f"--batch-size must be an integer >= 1, received {n}")
-    (images, labels), _ = load_mnist(data_dir, log=lambda line: print(line, file=sys.stderr))
+    if cfg.data.name == "mnist":
+        (images, labels), _ = load_mnist(data_dir, log=lambda line: print(line, file=sys.stderr))
+    else:  # the first training strings, as the trainer reads them
+        data = load_dataset(cfg, data_dir, log=lambda line: print(line, file=sys.stderr))
+        images, labels = data.x_train, data.y_train
     batch = images_to_inputs(images[:n], model.input_shape), labels[:n].astype(np.int64)
-    o = cfg.optimizer
-    log(f"{what}: {len(batch[1])} MNIST training images, a trial step of {o.name} at lr {o.lr:g}")
+    o, kind = cfg.optimizer, "MNIST training images" if cfg.data.name == "mnist" else "strings"
+    log(f"{what}: {len(batch[1])} {kind}, a trial step of {o.name} at lr {o.lr:g}")
     d = diagnose(model, params, batch, state=state, optimizer=build_optimizer(cfg), lr=o.lr,
                  trained=run)  # fmt: skip
     log(str(d))

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from nn import activations
+from nn.ctc import ctc_loss
+from nn.decode import best_path
 from nn.errors import DataError, ShapeError, VerificationError
 from nn.layers import Activation, Dense, Layer, LayerVJP, Params, Shape, State
 from nn.losses import mean_squared_error, softmax_cross_entropy
@@ -43,11 +45,13 @@ from nn.model_checks import (  # noqa: F401  (check_model, verify_layer: used as
     verify_loss,
 )
 from nn.op import Array
+from nn.string_metrics import strings_match
 
-Batch = tuple[Array, Array]  # (x: (N, *input_shape) float, y: (N,) integer class labels)
+# (x: (N, *input_shape) float, y: integer class labels (N,), or strings (N, L) padded with -1)
+Batch = tuple[Array, Array]
 LossFn = Callable[[Array, Array], tuple[Array, Callable[[Array], tuple[Array, ...]]]]
 Rng = int | np.random.Generator | None  # a seed gives the same dropout masks on every call
-LOSSES = ("softmax_cross_entropy", "mean_squared_error")
+LOSSES = ("softmax_cross_entropy", "mean_squared_error", "ctc")
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
 
 
@@ -56,7 +60,11 @@ class Sequential:
 
     ``loss="softmax_cross_entropy"`` reads the last layer's output as logits;
     ``loss="mean_squared_error"`` compares it with one-hot targets (the classic quadratic
-    cost, usually after a sigmoid). ``loss`` may also be a user's function
+    cost, usually after a sigmoid). Strings of digits (labels (N, L), -1 after each string's
+    end) are read two ways: ``loss="ctc"`` takes outputs (T, K), one score vector per image
+    column with the blank last, through log_softmax into :func:`~nn.ctc.ctc_loss`; and
+    ``softmax_cross_entropy`` of outputs (L, K) scores L heads, each against its digit, as
+    one batch of N L rows. ``loss`` may also be a user's function
     ``fn(outputs (N, K), labels (N,)) -> (value, vjp)`` with ``vjp(g) -> (d_outputs,)``,
     verified at assembly like a user's layer.
 
@@ -122,8 +130,9 @@ class Sequential:
 
     @property
     def classes(self) -> int:
-        """K, the number of outputs (classes)."""
-        return int(np.prod(self.shapes[-1]))
+        """K, the number of outputs (classes): the last axis of outputs (T, K) or (L, K)."""
+        out = self.shapes[-1]
+        return int(out[-1]) if self.loss_name == "ctc" or len(out) > 1 else int(np.prod(out))
 
     def init(self, seed: int | np.random.Generator, dtype: Any = np.float32) -> Params:
         """Fresh parameters, ``"<layer name><index>.<param>"`` -> array, drawn from ``seed``."""
@@ -232,10 +241,24 @@ class Sequential:
         """The loss op applied to outputs (N, K) and integer labels (N,): ``(value, vjp)``."""
         if self.loss_fn is not None:
             return self.loss_fn(out, y)
+        if self.loss_name == "ctc":
+            return ctc_of_logits(out, y)
+        if self.loss_name == "softmax_cross_entropy" and out.ndim == 3:
+            return heads_cross_entropy(out, y)
         if self.loss_name == "softmax_cross_entropy":
             return softmax_cross_entropy(out, labels=y)
         target = one_hot(y, out.shape[-1], out.dtype)  # (N, K)
         return mean_squared_error(out, target)
+
+    def correct(self, out: Array, y: Array) -> Array:
+        """(N,) bool: which outputs read their label exactly. A class for outputs (N, K); every
+        head for (N, L, K); for ``ctc`` the best path's string equals the whole label string
+        (no partial credit)."""
+        if self.loss_name == "ctc":
+            readings = best_path(activations.log_softmax(out)[0])  # (N, T, K) -> N strings
+            return strings_match(y, [r.labels for r in readings])
+        found = out.argmax(axis=-1)  # (N,) or (N, L)
+        return np.asarray(found == y if found.ndim == 1 else (found == y).all(axis=1))
 
     def predict(
         self, params: Params, x: Array, *, state: State | None = None, batch_size: int = 1000
@@ -243,7 +266,7 @@ class Sequential:
         """The network's outputs (N, K) in inference mode, computed in batches to bound memory."""
         starts = range(0, len(x), batch_size)
         outs = [self.forward(params, x[i : i + batch_size], state=state)[0] for i in starts]
-        return np.concatenate(outs) if outs else np.zeros((0, self.classes), x.dtype)
+        return np.concatenate(outs) if outs else np.zeros((0, *self.shapes[-1]), x.dtype)
 
     def _check_state(self, state: State | None) -> State:
         state = {} if state is None else state
@@ -272,6 +295,38 @@ class Sequential:
         total = sum(v.size for v in params.values())
         lines.append(f"loss {self.loss_name}, {total:,} parameters")
         return "\n".join(lines)
+
+
+def ctc_of_logits(out: Array, y: Array) -> tuple[Array, Callable[[Array], tuple[Array]]]:
+    """CTC of column scores (N, T, K) against label strings (N, L): log_softmax over K, then
+    :func:`~nn.ctc.ctc_loss`; two verified ops composed by the chain rule."""
+    log_probs, softmax_vjp = activations.log_softmax(out)  # (N, T, K)
+    value, ctc_vjp = ctc_loss(log_probs, labels=y)
+
+    def vjp(g: Array) -> tuple[Array]:
+        (dlog_probs,) = ctc_vjp(g)  # (N, T, K)
+        (dout,) = softmax_vjp(dlog_probs)  # (N, T, K)
+        return (dout,)
+
+    return value, vjp
+
+
+def heads_cross_entropy(out: Array, y: Array) -> tuple[Array, Callable[[Array], tuple[Array]]]:
+    """Cross-entropy of L heads (N, L, K) against strings (N, L): the N L rows as one batch,
+    so the value is the mean over examples of the mean over heads."""
+    n, length, k = out.shape
+    if np.shape(y) != (n, length):
+        raise ShapeError(
+            f"model: the outputs are {length} heads of {k} classes, so the labels must be "
+            f"(N, {length}) = ({n}, {length}), one digit per head; received {np.shape(y)}"
+        )
+    value, vjp_rows = softmax_cross_entropy(out.reshape(n * length, k), labels=y.reshape(-1))
+
+    def vjp(g: Array) -> tuple[Array]:
+        (drows,) = vjp_rows(g)  # (N L, K)
+        return (drows.reshape(out.shape),)  # (N, L, K)
+
+    return value, vjp
 
 
 def layer_params(params: Params, name: str) -> Params:

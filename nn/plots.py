@@ -37,7 +37,7 @@ _ANNOTATE_UP_TO = 20  # classes; beyond that the counts would not fit in the cel
 def save_figures(
     run_dir: str | os.PathLike[str],
     history: Sequence[dict[str, Any]],
-    confusion: np.ndarray,
+    confusion: np.ndarray | None,
     log: Callable[[str], None] = print,
 ) -> list[Path]:
     """Write loss.png, accuracy.png and confusion.png into ``run_dir``; return their paths.
@@ -45,8 +45,9 @@ def save_figures(
     ``history`` has one dict per epoch with "epoch", "train_loss", "train_accuracy" and,
     when there is a validation split, "val_loss" and "val_accuracy" (absent or None
     otherwise); accuracies are fractions in [0, 1]. ``confusion`` is the (K, K) count matrix
-    of :func:`nn.metrics.confusion_matrix`: rows true classes, columns predicted classes.
-    The inputs are checked first, so a bad argument is an error with or without matplotlib.
+    of :func:`nn.metrics.confusion_matrix`: rows true classes, columns predicted classes;
+    ``None`` (a model that reads strings) draws no confusion.png. The inputs are checked
+    first, so a bad argument is an error with or without matplotlib.
 
     >>> import tempfile
     >>> history = [{"epoch": 1, "train_loss": 0.3, "train_accuracy": 0.91}]
@@ -54,7 +55,9 @@ def save_figures(
     >>> [p.name for p in paths] in ([], ["loss.png", "accuracy.png", "confusion.png"])
     True
     """
-    counts = _check(history, confusion)
+    counts = None if confusion is None else _check(history, confusion)
+    if counts is None:
+        _check(history, np.eye(1, dtype=int))  # the history alone
     try:
         from matplotlib.backends.backend_agg import (  # type: ignore[import-not-found, unused-ignore]
             FigureCanvasAgg,
@@ -68,8 +71,9 @@ def save_figures(
     figures = {
         "loss.png": _curves(Figure, history, "loss", "cross-entropy loss"),
         "accuracy.png": _curves(Figure, history, "accuracy", "accuracy"),
-        "confusion.png": _confusion(Figure, counts),
     }
+    if counts is not None:
+        figures["confusion.png"] = _confusion(Figure, counts)
     paths = []
     for name, figure in figures.items():
         buffer = io.BytesIO()

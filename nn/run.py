@@ -25,7 +25,7 @@ from nn.activations import softmax
 from nn.atomic import create_bytes_exclusive, write_text_atomic
 from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.config import Config
-from nn.data import fetch_mnist
+from nn.datasets import load_dataset
 from nn.errors import DataError
 from nn.layers import Params, State
 from nn.metrics import accuracy, confusion_matrix, per_class_accuracy
@@ -68,8 +68,8 @@ def train_run(
                 f"choose another --out"
             ) from None
     began = time.perf_counter()
-    data = fetch_mnist(data_dir)
-    log(f"MNIST from {data.source}")
+    data = load_dataset(cfg, data_dir, log=log)
+    log(f"data: {data.source}")
     log(model.summary())
     result = train(
         cfg, data.x_train, data.y_train, run_dir=run_dir, resume=resume,
@@ -78,7 +78,7 @@ def train_run(
     meta = {"config": cfg.to_dict(), "model": model.config(), "epochs": len(result.history)}
     arrays = result.params | result.state  # batch norm's running statistics go with the weights
     save_checkpoint(run_dir / "model", params=arrays, opt_state={}, meta=meta)
-    test = score(model, result.params, data.x_test, data.y_test, state=result.state)
+    test = score_set(cfg, model, result.params, data.x_test, data.y_test, state=result.state)
     metrics = {
         "test": test,
         "history": result.history,
@@ -92,8 +92,19 @@ def train_run(
     write_text_atomic(
         run_dir / "metrics.json", json.dumps(metrics, indent=1, allow_nan=False) + "\n"
     )
-    save_figures(run_dir, result.history, np.array(test["confusion"]), log=log)
+    confusion = np.array(test["confusion"]) if "confusion" in test else None
+    save_figures(run_dir, result.history, confusion, log=log)
     return metrics
+
+
+def score_set(cfg: Config, model: Sequential, params: Params, images: Array, labels: Array, *,
+              state: State | None = None) -> dict[str, Any]:  # fmt: skip
+    """:func:`score` for digits; :func:`nn.reading.score_strings` for digit strings."""
+    if cfg.data.name == "digit_strings":
+        from nn.reading import score_strings
+
+        return score_strings(model, params, images, labels, state=state)
+    return score(model, params, images, labels, state=state)
 
 
 def score(
@@ -162,10 +173,11 @@ def load_model(run_dir: str | Path) -> Trained:
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None) -> dict[str, Any]:
-    """Score a run's trained model on the 10000 MNIST test images."""
-    _, model, params, state = load_model(run_dir)
-    data = fetch_mnist(data_dir)
-    return score(model, params, data.x_test, data.y_test, state=state)
+    """Score a run's trained model on its test set: the 10000 MNIST test images, or the test
+    strings of its ``[data]``."""
+    cfg, model, params, state = load_model(run_dir)
+    data = load_dataset(cfg, data_dir)
+    return score_set(cfg, model, params, data.x_test, data.y_test, state=state)
 
 
 def read_images(path: str | Path) -> Array:
@@ -177,12 +189,7 @@ def read_images(path: str | Path) -> Array:
     """
     path = Path(path)
     if path.suffix.lower() == ".png":
-        try:
-            images = read_png(path)[None]  # (1, H, W)
-            if np.ptp(images) < 32:  # nothing visible over black: dark ink on transparency?
-                images = read_png(path, background=255)[None]
-        except OSError as e:
-            raise DataError(f"{path}: cannot read the file ({e.strerror or e})") from e
+        images = read_picture(path)[None]  # (1, H, W)
     elif path.suffix.lower() == ".npy":
         try:
             images = np.load(path, allow_pickle=False)
@@ -208,6 +215,21 @@ def read_images(path: str | Path) -> Array:
     return images
 
 
+def read_picture(path: str | Path) -> Array:
+    """A .png file as one gray uint8 image (H, W) of any size; ink drawn on transparency is
+    composed over black, or over white when it would be invisible over black."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise DataError(f"{path}: expected a .png file, found suffix {path.suffix!r}")
+    try:
+        image = read_png(path)  # (H, W)
+        if np.ptp(image) < 32:  # nothing visible over black: dark ink on transparency?
+            image = read_png(path, background=255)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file ({e.strerror or e})") from e
+    return image
+
+
 def light_background(images: Array) -> Array:
     """Per image: is the 1-pixel border mostly light (mean above 127)?"""
     border = np.concatenate(
@@ -218,7 +240,10 @@ def light_background(images: Array) -> Array:
 
 def predict_files(run_dir: str | Path, files: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Classify each image of each file; one dict per image with the digit and probabilities."""
-    _, model, params, state = load_model(run_dir)
+    cfg, model, params, state = load_model(run_dir)
+    if cfg.data.name != "mnist":  # its inputs are (1, height, width) canvases of strings
+        raise DataError(f"{run_dir} reads whole numbers ([data] name = {cfg.data.name!r}); "
+                        f"use `python -m nn read {run_dir} IMAGE.png`")  # fmt: skip
     results = []
     for f in files:
         images = read_images(f)

@@ -67,7 +67,8 @@ def train(
     model: Sequential | None = None,
     guarded: bool = True,
 ) -> Result:
-    """Train the config's model on uint8 images (N, 28, 28) and labels (N,).
+    """Train the config's model on uint8 images (N, H, W) and labels: digits (N,), or strings
+    (N, L) padded with -1 for ``[data] name = "digit_strings"``.
 
     The last ``cfg.train.validation`` images are held out for validation. With ``run_dir``
     the state is checkpointed there after every epoch; ``resume=True`` continues from that
@@ -163,7 +164,7 @@ def train(
                 params, state = opt.update(params, grads, state, lr=lr)
             seen += len(idx)
             loss_sum += value * len(idx)
-            correct += int(np.sum(out.argmax(axis=1) == yb))
+            correct += int(model.correct(out, yb).sum())
             if progress:
                 progress({"epoch": epoch + 1, "epochs": t.epochs, "step": step + 1,
                           "steps": steps_per_epoch, "loss": loss_sum / max(seen, 1),
@@ -244,16 +245,16 @@ def epoch_order(seed: int, epoch: int, n: int) -> Array:
 def evaluate_loss(
     model: Sequential, params: Params, x: Array, y: Array, *, state: State | None = None
 ) -> dict[str, float]:
-    """Validation loss and accuracy over a whole dataset, computed in batches."""
+    """Validation loss and accuracy (whole strings, for strings) over a dataset, in batches."""
     out = model.predict(params, x, state=state)  # (N, K)
     return {
         "val_loss": mean_loss(model, out, y),
-        "val_accuracy": float(np.mean(out.argmax(1) == y)),
+        "val_accuracy": float(np.mean(model.correct(out, y))),
     }
 
 
 def mean_loss(model: Sequential, out: Array, y: Array, batch_size: int = 1000) -> float:
-    """The model's loss averaged over all N outputs (N, K), in batches of ``batch_size``."""
+    """The model's loss averaged over all N outputs (N, ...), in batches of ``batch_size``."""
     total = 0.0
     for i in range(0, len(out), batch_size):
         value, _ = model.loss_value(out[i : i + batch_size], y[i : i + batch_size])

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+import nn.datasets
 import nn.run
 from conftest import same_bits
 from nn.cli import main, parser
@@ -19,7 +20,7 @@ FAST = ["--set", "model.hidden=[16]", "--set", "train.epochs=2", "--set", "train
 @pytest.fixture
 def offline(monkeypatch, tiny_mnist):
     """fetch_mnist answers with synthetic digits: no network, no cache."""
-    monkeypatch.setattr(nn.run, "fetch_mnist", lambda data_dir=None: tiny_mnist)
+    monkeypatch.setattr(nn.datasets, "fetch_mnist", lambda data_dir=None, log=print: tiny_mnist)
     return tiny_mnist
 
 

@@ -66,10 +66,17 @@ def test_overrides():
 
 
 def test_an_unknown_config_lists_the_shipped_ones(tmp_path):
-    shipped = r"not a shipped config \(shipped: classic, cnn, default\)"
+    shipped = r"not a shipped config \(shipped: classic, cnn, default, digits7, digits7_cnn_heads"
     with pytest.raises(DataError, match=shipped):
         Config.load(tmp_path / "nope.toml")
-    assert sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) == ["classic", "cnn", "default"]
+    assert sorted(p.stem for p in CONFIG_DIR.glob("*.toml")) == [
+        "classic",
+        "cnn",
+        "default",
+        "digits7",
+        "digits7_cnn_heads",
+        "digits7_mlp_heads",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import pytest
 
+import nn.datasets
 import nn.doctor
 import nn.run
 from conftest import synthetic_digits
@@ -382,7 +383,7 @@ def offline(monkeypatch, tiny_mnist):
     load = lambda data_dir=None, log=print: ((tiny_mnist.x_train, tiny_mnist.y_train),  # noqa: E731
                                              (tiny_mnist.x_test, tiny_mnist.y_test))  # fmt: skip
     monkeypatch.setattr(nn.doctor, "load_mnist", load)
-    monkeypatch.setattr(nn.run, "fetch_mnist", lambda data_dir=None: tiny_mnist)
+    monkeypatch.setattr(nn.datasets, "fetch_mnist", lambda data_dir=None, log=print: tiny_mnist)
     return tiny_mnist
 
 

@@ -1,0 +1,121 @@
+"""Reading whole numbers: score a string model on a test set, and read a number from an image.
+
+A model trained on digit strings (``[data] name = "digit_strings"``) gives, per image, either
+columns of scores (``loss = "ctc"``), decoded by :mod:`nn.decode`, or one head per digit
+(``softmax_cross_entropy`` of outputs (L, K)), read by the argmax of each head. Either way the
+result is a string of digits with a confidence per digit, and it is scored whole: a number is
+read right only if every digit is (:mod:`nn.string_metrics`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nn.activations import log_softmax
+from nn.build import images_to_inputs
+from nn.decode import Reading, beam_search, best_path
+from nn.errors import DataError
+from nn.layers import Params, State
+from nn.model import Sequential
+from nn.op import Array
+from nn.string_metrics import character_error_rate, label_strings, strings_match
+
+DECODERS = ("best_path", "beam_search")
+SHOWN_ERRORS = 20  # misread strings kept in metrics.json, as examples
+
+
+def read_outputs(model: Sequential, out: Array, *, decoder: str = "best_path",
+                 beam: int = 8) -> list[Reading]:  # fmt: skip
+    """The strings that outputs (N, T, K) of a CTC model, or (N, L, K) of one with heads, read."""
+    if decoder not in DECODERS:
+        raise DataError(f"decoder must be one of {DECODERS}, received {decoder!r}")
+    log_probs = log_softmax(out.astype(np.float64))[0]  # (N, T, K) or (N, L, K)
+    if model.loss_name == "ctc":
+        return best_path(log_probs) if decoder == "best_path" else beam_search(log_probs, beam=beam)
+    digits = log_probs.argmax(axis=-1)  # (N, L): each head's digit
+    best = np.take_along_axis(log_probs, digits[..., None], axis=-1)[..., 0]  # (N, L)
+    return [Reading(d.astype(np.int64), np.exp(b), float(b.sum()))
+            for d, b in zip(digits, best, strict=True)]  # fmt: skip
+
+
+def score_strings(
+    model: Sequential,
+    params: Params,
+    images: Array,
+    labels: Array,
+    *,
+    state: State | None = None,
+    decoder: str = "best_path",
+    beam: int = 8,
+) -> dict[str, Any]:
+    """Whole-string accuracy, character error rate, accuracy by length, the mean loss and the
+    first misread strings, on images (N, H, W) of strings labelled (N, L)."""
+    from nn.train import mean_loss  # the trainer imports this module's users, not this module
+
+    out = model.predict(params, images_to_inputs(images, model.input_shape), state=state)
+    readings = read_outputs(model, out, decoder=decoder, beam=beam)
+    read = [r.labels for r in readings]
+    right = strings_match(labels, read)  # (N,)
+    lengths = np.array([len(t) for t in label_strings(labels)])  # (N,)
+    misread = np.flatnonzero(~right)[:SHOWN_ERRORS]
+    truth = label_strings(labels)
+    return {
+        "images": len(labels),
+        "decoder": decoder if model.loss_name == "ctc" else "heads",
+        "loss": mean_loss(model, out, labels),
+        "accuracy": float(right.mean()),
+        "character_error_rate": character_error_rate(labels, read),
+        "accuracy_by_length": {
+            int(n): float(right[lengths == n].mean()) for n in np.unique(lengths)
+        },
+        "errors": [
+            {"index": int(i), "truth": "".join(map(str, truth[i])), "read": readings[i].text}
+            for i in misread
+        ],
+    }
+
+
+def read_number(trained: Any, path: str | Path, *, decoder: str = "beam_search",
+                beam: int = 8) -> tuple[Reading, bool]:  # fmt: skip
+    """The number in one image file, read by a run's model: ``(reading, inverted)``.
+
+    The image is made to look like the training strings: gray, a light number on a dark
+    background (a light background is inverted), then fitted into the model's canvas: scaled
+    down if it is taller than the canvas, and padded with background to its size.
+    """
+    from nn.run import light_background, read_picture
+
+    if trained.cfg.data.name != "digit_strings":  # an MLP's (784,) or a CNN's (N, 10): no string
+        raise DataError(
+            f"{path}: the run's model reads single digits ([data] name = "
+            f"{trained.cfg.data.name!r}); read needs a run trained with [data] name = "
+            f'"digit_strings" (for single digits use `python -m nn predict`)'
+        )
+    image = read_picture(path)  # (H, W) uint8
+    inverted = bool(light_background(image[None])[0])
+    image = 255 - image if inverted else image
+    _, height, width = trained.model.input_shape
+    canvas = fit_to_canvas(image, height, width, where=str(path))  # (height, width)
+    x = images_to_inputs(canvas[None], trained.model.input_shape)  # (1, 1, height, width)
+    out = trained.model.predict(trained.params, x, state=trained.state)
+    return read_outputs(trained.model, out, decoder=decoder, beam=beam)[0], inverted
+
+
+def fit_to_canvas(image: Array, height: int, width: int, *, where: str = "image") -> Array:
+    """``image`` (h, w) uint8 centred on a black (height, width) canvas; an image larger than
+    the canvas is first shrunk by an integer factor (box averaging) until it fits."""
+    h, w = image.shape
+    factor = max(1, -(-h // height), -(-w // width))  # ceil: the smallest shrink that fits
+    if factor > 1:
+        h, w = h // factor, w // factor
+        blocks = image[: h * factor, : w * factor].reshape(h, factor, w, factor)
+        image = blocks.mean(axis=(1, 3)).round().astype(np.uint8)  # (h, w)
+    if h == 0 or w == 0:
+        raise DataError(f"{where}: the image is too small to read ({image.shape})")
+    canvas = np.zeros((height, width), np.uint8)
+    top, left = (height - h) // 2, (width - w) // 2
+    canvas[top : top + h, left : left + w] = image
+    return canvas
