@@ -22,6 +22,92 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # name -> (file, exact text, replacement). The text must occur exactly once.
 BUGS = {
+    # Reading whole numbers (issue 6).
+    "CTC lets a path skip the blank between two equal digits": (
+        "nn/ctc.py",
+        "    skip[:, 3::2] = ~same & ~pad[:, 1:]",
+        "    skip[:, 3::2] = ~pad[:, 1:]",
+    ),
+    "CTC's gradient forgets the mean's 1/N": (
+        "nn/ctc.py",
+        "(-float(g) / n)",
+        "(-float(g))",
+    ),
+    "CTC's backward pass tests the skip rule on the wrong state": (
+        "nn/ctc.py",
+        "        jump = _shift(np.where(skip, c, NEG_INF), -2)",
+        "        jump = np.where(skip, _shift(c, -2), NEG_INF)",
+    ),
+    "best path keeps the blanks": (
+        "nn/decode.py",
+        "    keep = symbol != blank",
+        "    keep = symbol >= 0",
+    ),
+    "best path never merges a digit repeated in neighbouring columns": (
+        "nn/decode.py",
+        "    new_run[:, 1:] = path[:, 1:] != path[:, :-1]",
+        "    new_run[:, 1:] = True",
+    ),
+    "beam search forgets that a blank can follow a prefix ending in a digit": (
+        "nn/decode.py",
+        "        stay_b = total + row[blank]",
+        "        stay_b = pb + row[blank]",
+    ),
+    "digit strings are labelled with another digit's label": (
+        "nn/digit_strings.py",
+        "labels.astype(np.int64)[chosen]",
+        "labels.astype(np.int64)[(chosen + 1) % m]",
+    ),
+    "digit strings place each digit one pixel further than its gap": (
+        "nn/digit_layout.py",
+        "            left += wj + (g[j] if j < len(g) else 0)",
+        "            left += wj + (g[j] + 1 if j < len(g) else 0)",
+    ),
+    "a saved digit-strings file's checksums are not checked": (
+        "nn/digit_strings_io.py",
+        "        if received != sums[name]:",
+        "        if received != received:",
+    ),
+    "columns orders a column's features h C + c instead of c H + h": (
+        "nn/reshape.py",
+        "x.transpose(0, 3, 1, 2)).reshape(n, w, c * h)",
+        "x.transpose(0, 3, 2, 1)).reshape(n, w, c * h)",
+    ),
+    "unflatten's vjp transposes the heads": (
+        "nn/reshape.py",
+        "        return (np.reshape(g, (n, d)),)",
+        "        return (np.reshape(np.swapaxes(g, 1, 2), (n, d)),)",
+    ),
+    "the CTC model's loss skips log_softmax's vjp": (
+        "nn/model.py",
+        "        (dout,) = softmax_vjp(dlog_probs)  # (N, T, K)",
+        "        dout = dlog_probs",
+    ),
+    "the heads' labels are read head-major": (
+        "nn/model.py",
+        "labels=y.reshape(-1))",
+        "labels=y.T.reshape(-1))",
+    ),
+    "test strings are made of training digits": (
+        "nn/datasets.py",
+        'string_params(cfg.data, "test"), mnist.x_test, mnist.y_test',
+        'string_params(cfg.data, "test"), mnist.x_train, mnist.y_train',
+    ),
+    "edit distance counts a substitution as free": (
+        "nn/string_metrics.py",
+        "prev + (x != y)",
+        "prev",
+    ),
+    "CTC outputs may have one column too few for 7 equal digits": (
+        "nn/build.py",
+        "out[0] < need",
+        "out[0] < need - 1",
+    ),
+    "Dense on sequences averages dw over the positions instead of summing": (
+        "nn/layers.py",
+        "            return dx.reshape(n, t, d), dparams",
+        '            return dx.reshape(n, t, d), {**dparams, "w": dparams["w"] / t}',
+    ),
     # Diagnostics (issue 4).
     "clipping scales each array by its own norm (the step's direction changes)": (
         "nn/clip.py",
@@ -171,8 +257,22 @@ FIRST_LOOK = {
     "nn/clip.py": ["tests/test_clip.py"],
     "nn/guard.py": ["tests/test_guard.py"],
     "nn/health.py": ["tests/test_guard.py"],
-    "nn/model.py": ["tests/test_diagnostics.py", "tests/test_model.py"],
+    "nn/model.py": [
+        "tests/test_diagnostics.py",
+        "tests/test_model.py",
+        "tests/test_strings_model.py",
+    ],
     "nn/doctor.py": ["tests/test_doctor.py"],
+    "nn/ctc.py": ["tests/test_ctc_loss.py"],
+    "nn/decode.py": ["tests/test_decode.py"],
+    "nn/digit_strings.py": ["tests/test_digit_strings.py"],
+    "nn/digit_layout.py": ["tests/test_digit_strings.py"],
+    "nn/digit_strings_io.py": ["tests/test_digit_strings.py"],
+    "nn/reshape.py": ["tests/test_columns.py", "tests/test_unflatten.py"],
+    "nn/layers.py": ["tests/test_sequence_layers.py"],
+    "nn/datasets.py": ["tests/test_reading.py"],
+    "nn/string_metrics.py": ["tests/test_string_metrics.py"],
+    "nn/build.py": ["tests/test_strings_model.py"],
 }
 
 
