@@ -36,7 +36,9 @@ def parser() -> argparse.ArgumentParser:
         help="train a network on MNIST and write a run folder",
         description="Train the network a config describes on the 60000 MNIST training images "
         "(the last [train] validation of them held out), then score it on the 10000 test "
-        "images. The run folder gets config.toml, checkpoint.json and .npz (after every epoch), "
+        'images; a config with [data] name = "digit_strings" trains on images of strings '
+        "of digits instead and is scored on whole numbers. The run folder gets config.toml, "
+        "checkpoint.json and .npz (after every epoch), "
         "model/ (the trained weights), metrics.json and, with matplotlib, loss.png, "
         "accuracy.png and confusion.png.",
         epilog="examples:\n  python -m nn train\n  python -m nn train --config classic\n"
@@ -49,7 +51,8 @@ def parser() -> argparse.ArgumentParser:
         default="default",
         metavar="NAME|FILE",
         help="a TOML file, or a shipped config: default (784-800-800-10 ReLU, "
-        "98.9%%) or classic (784-30-10 sigmoid, quadratic cost, 95.8%%)",
+        "98.9%%), classic (784-30-10 sigmoid, quadratic cost, 95.8%%), cnn (99.47%%), "
+        "digits7 (reads 7-digit numbers with CTC), digits7_cnn_heads or digits7_mlp_heads",
     )
     train.add_argument(
         "--set",
@@ -77,9 +80,11 @@ def parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate",
-        help="score a run's trained model on the MNIST test images",
+        help="score a run's trained model on its test set",
         description="Load RUN/model and RUN/config.toml and report the accuracy and the "
-        "per-class accuracy on the 10000 MNIST test images.",
+        "per-class accuracy on the 10000 MNIST test images; for a run that reads digit "
+        "strings, the whole-number accuracy (best-path decoding, as in metrics.json), the "
+        "character error rate and the first misread strings.",
     )
     evaluate.add_argument("run", metavar="RUN", help="a run folder written by `train`")
     evaluate.add_argument("--data-dir", **data_dir)  # type: ignore[arg-type]
@@ -101,7 +106,8 @@ def parser() -> argparse.ArgumentParser:
         description="Read the number in each .png with RUN's model (trained with [data] name = "
         '"digit_strings") and print it with a confidence per digit. The image is made gray, '
         "inverted if its border is light (digits light on dark, as the training strings), "
-        "shrunk if larger than the model's canvas and centred on it.",
+        "cropped to its ink, scaled so the ink is as tall as in the training strings (25 px) "
+        "and centred on the model's canvas.",
         epilog="example:\n  python -m nn read runs/digits7-20261125-061500 number.png",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

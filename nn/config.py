@@ -95,7 +95,9 @@ class DataConfig:
     # MNIST digits (nn.digit_strings; spec/digit_strings.md), training strings made of training
     # digits only, test strings of test digits only.
     name: str = "mnist"  # mnist | digit_strings
-    train_strings: int = 60000  # training strings (the last train.validation are held out)
+    # strings of the training set; its last train.validation are held out, made of the last
+    # 5000 MNIST training digits, which the others never use (nn.datasets)
+    train_strings: int = 60000
     test_strings: int = 10000
     min_length: int = 1  # digits per training string, uniform in [min_length, max_length]
     max_length: int = 7
@@ -160,6 +162,7 @@ class Config:
         and what was found (types are checked when the file is read)."""
         m, o, s, t, d = self.model, self.optimizer, self.schedule, self.train, self.data
         activations = ("relu", "sigmoid", "tanh")
+        side = math.floor(28 * max(d.scale_max, 0) + 0.5)  # a scaled digit's side, as drawn
         layers = [f"[model] layers[{i}] {p}" for i, spec in enumerate(m.layers)
                   if (p := layer_problem(spec))]  # fmt: skip
         inits = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform")
@@ -202,8 +205,11 @@ class Config:
             ("data", "max_length", d.min_length <= d.max_length, "an integer >= min_length"),
             ("data", "test_length", 1 <= d.test_length <= d.max_length,
              "an integer in 1..max_length"),
-            ("data", "height", d.height >= 28, "an integer >= 28 (an MNIST digit's height)"),
-            ("data", "width", d.width >= 28, "an integer >= 28"),
+            ("data", "train_strings", d.name == "mnist" or d.train_strings > t.validation,
+             "more than [train] validation (the held-out strings are part of them)"),
+            ("data", "height", d.height >= side, f"an integer >= {side} (a digit at scale_max)"),
+            ("data", "width", d.width >= d.max_length - 1 + side,
+             f"an integer >= max_length - 1 + {side} (any string must fit)"),
             ("data", "gap_max", d.gap_min <= d.gap_max, "an integer >= gap_min"),
             ("data", "jitter", d.jitter >= 0, "an integer >= 0"),
             ("data", "scale_min", 0 < d.scale_min <= d.scale_max, "in (0, scale_max]"),

@@ -1,11 +1,17 @@
 """The data a config trains on: MNIST's digits, or strings made of them.
 
 ``[data] name = "mnist"`` is the 60000 + 10000 digits of :func:`nn.data.fetch_mnist`.
-``"digit_strings"`` is images of whole numbers (:mod:`nn.digit_strings`): the training
-strings are made only of MNIST's training digits and the test strings only of its test
-digits, so no test digit was ever seen in training, as for single digits. Strings are made
-once per set of generator parameters and cached beside MNIST (npz with checksums); a cached
-file that fails its checks is made again.
+``"digit_strings"`` is images of whole numbers (:mod:`nn.digit_strings`) made of three
+disjoint sets of MNIST digits, so every figure is on handwriting the network never trained on:
+
+* training strings of the first 55000 training digits;
+* validation strings (the last ``[train] validation`` strings of the training set, held out
+  by the trainer) of the last 5000 training digits, which no training string uses;
+* test strings of the 10000 test digits.
+
+Strings are made once per set of generator parameters and digits and cached beside MNIST
+(npz with checksums), under a name that includes a hash of the digits they were made of;
+a cached file that fails its checks is made again.
 """
 
 from __future__ import annotations
@@ -13,7 +19,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
+
+from nn.atomic import sha256_array
 from nn.config import Config, DataConfig
 from nn.data import default_cache_path, fetch_mnist
 from nn.digit_strings import (
@@ -28,6 +38,9 @@ from nn.errors import DataError
 from nn.op import Array
 
 Log = Callable[[str], None]
+#: 1 / VALIDATION_SHARE of MNIST's training digits, the last, make the validation strings
+#: (5000 of 60000).
+VALIDATION_SHARE = 12
 
 
 @dataclass(frozen=True)
@@ -39,22 +52,34 @@ class Dataset:
     source: str
 
 
-def string_params(d: DataConfig, split: str) -> StringParams:
-    """The generator's parameters for a config's training or test strings. The test strings
-    all have ``test_length`` digits and their own seed, ``seed + 1``."""
-    train = split == "train"
+def string_params(d: DataConfig, split: str, count: int | None = None) -> StringParams:
+    """The generator's parameters for a config's ``"train"``, ``"validation"`` or ``"test"``
+    strings. Test strings all have ``test_length`` digits; each split has its own seed
+    (``seed``, ``seed + 2``, ``seed + 1``), and ``count`` overrides the number of strings."""
+    test = split == "test"
+    seeds = {"train": d.seed, "test": d.seed + 1, "validation": d.seed + 2}
     return StringParams(
-        count=d.train_strings if train else d.test_strings,
-        min_length=d.min_length if train else d.test_length,
-        max_length=d.max_length if train else d.test_length,
+        count=count if count is not None else d.test_strings if test else d.train_strings,
+        min_length=d.test_length if test else d.min_length,
+        max_length=d.test_length if test else d.max_length,
         height=d.height,
         width=d.width,
         gap=(d.gap_min, d.gap_max),
         jitter=d.jitter,
         scale=(d.scale_min, d.scale_max),
-        seed=d.seed if train else d.seed + 1,
-        split="train" if train else "test",
+        seed=seeds[split],
+        split="test" if test else "train",  # validation digits are MNIST training digits
     )
+
+
+def strings_cache_file(
+    params: StringParams, images: Array, labels: Array, cache_dir: str | os.PathLike[str] | None
+) -> Path:
+    """The cache file of the strings of ``params`` made of these digits: the name covers the
+    digits too, so strings of other digits never pass for these."""
+    path = string_cache_path(params, cache_dir)
+    digits = sha256_array(images)[:8] + sha256_array(np.asarray(labels))[:8]
+    return path.with_name(f"{path.stem}-{digits}{path.suffix}")
 
 
 def cached_strings(
@@ -67,7 +92,7 @@ def cached_strings(
 ) -> DigitStrings:
     """The strings of ``params`` from the cache, or made from ``images`` and ``labels`` (the
     MNIST split ``params.split`` names) and cached."""
-    path = string_cache_path(params, cache_dir)
+    path = strings_cache_file(params, images, labels, cache_dir)
     if path.exists():
         try:
             strings = load_digit_strings(path)
@@ -90,10 +115,20 @@ def load_dataset(cfg: Config, data_dir: str | None = None, *, log: Log = print) 
     if cfg.data.name == "mnist":
         return Dataset(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test, mnist.source)
     cache_dir = default_cache_path().parent
-    train = cached_strings(string_params(cfg.data, "train"), mnist.x_train, mnist.y_train,
-                           cache_dir=cache_dir, log=log)  # fmt: skip
+    n = len(mnist.x_train) - len(mnist.x_train) // VALIDATION_SHARE
+    count = cfg.data.train_strings - cfg.train.validation
+    train = cached_strings(string_params(cfg.data, "train", count), mnist.x_train[:n],
+                           mnist.y_train[:n], cache_dir=cache_dir, log=log)  # fmt: skip
+    x_train, y_train = train.images, train.labels
+    if cfg.train.validation:  # held out by the trainer: the last strings of the training set
+        held = cached_strings(string_params(cfg.data, "validation", cfg.train.validation),
+                              mnist.x_train[n:], mnist.y_train[n:], cache_dir=cache_dir,
+                              log=log)  # fmt: skip
+        x_train = np.concatenate([x_train, held.images])  # (train_strings, H, W)
+        y_train = np.concatenate([y_train, held.labels])  # (train_strings, max_length)
     test = cached_strings(string_params(cfg.data, "test"), mnist.x_test, mnist.y_test,
                           cache_dir=cache_dir, log=log)  # fmt: skip
-    source = (f"{len(train.labels)} training and {len(test.labels)} test strings of MNIST "
-              f"digits ({mnist.source})")  # fmt: skip
-    return Dataset(train.images, train.labels, test.images, test.labels, source)
+    source = (f"{len(y_train)} training strings ({cfg.train.validation} of them held out, "
+              f"made of other digits) and {len(test.labels)} test strings of MNIST digits "
+              f"({mnist.source})")  # fmt: skip
+    return Dataset(x_train, y_train, test.images, test.labels, source)

@@ -29,8 +29,6 @@ from typing import Any
 import numpy as np
 
 from nn import activations
-from nn.ctc import ctc_loss
-from nn.decode import best_path
 from nn.errors import DataError, ShapeError, VerificationError
 from nn.layers import Activation, Dense, Layer, LayerVJP, Params, Shape, State
 from nn.losses import mean_squared_error, softmax_cross_entropy
@@ -45,7 +43,7 @@ from nn.model_checks import (  # noqa: F401  (check_model, verify_layer: used as
     verify_loss,
 )
 from nn.op import Array
-from nn.string_metrics import strings_match
+from nn.string_losses import ctc_of_logits, heads_cross_entropy, strings_read_right
 
 # (x: (N, *input_shape) float, y: integer class labels (N,), or strings (N, L) padded with -1)
 Batch = tuple[Array, Array]
@@ -238,7 +236,8 @@ class Sequential:
     def loss_value(
         self, out: Array, y: Array
     ) -> tuple[Array, Callable[[Array], tuple[Array, ...]]]:
-        """The loss op applied to outputs (N, K) and integer labels (N,): ``(value, vjp)``."""
+        """The loss applied to outputs (N, K) and labels (N,), or to outputs (N, T, K) or
+        (N, L, K) and strings (N, L): ``(value, vjp)``."""
         if self.loss_fn is not None:
             return self.loss_fn(out, y)
         if self.loss_name == "ctc":
@@ -251,19 +250,20 @@ class Sequential:
         return mean_squared_error(out, target)
 
     def correct(self, out: Array, y: Array) -> Array:
-        """(N,) bool: which outputs read their label exactly. A class for outputs (N, K); every
-        head for (N, L, K); for ``ctc`` the best path's string equals the whole label string
-        (no partial credit)."""
+        """(N,) bool: which outputs read their label exactly: a class for outputs (N, K),
+        every head for (N, L, K), the whole string for ``ctc`` (:func:`~nn.string_losses.
+        strings_read_right`). An output with a NaN or inf reads nothing right."""
         if self.loss_name == "ctc":
-            readings = best_path(activations.log_softmax(out)[0])  # (N, T, K) -> N strings
-            return strings_match(y, [r.labels for r in readings])
+            return strings_read_right(out, y)
         found = out.argmax(axis=-1)  # (N,) or (N, L)
-        return np.asarray(found == y if found.ndim == 1 else (found == y).all(axis=1))
+        right = found == y if found.ndim == 1 else (found == y).all(axis=1)
+        return np.asarray(right & np.isfinite(out).all(axis=tuple(range(1, out.ndim))))
 
     def predict(
         self, params: Params, x: Array, *, state: State | None = None, batch_size: int = 1000
     ) -> Array:
-        """The network's outputs (N, K) in inference mode, computed in batches to bound memory."""
+        """The network's outputs (N, *output shape) in inference mode, in batches to bound
+        memory."""
         starts = range(0, len(x), batch_size)
         outs = [self.forward(params, x[i : i + batch_size], state=state)[0] for i in starts]
         return np.concatenate(outs) if outs else np.zeros((0, *self.shapes[-1]), x.dtype)
@@ -295,38 +295,6 @@ class Sequential:
         total = sum(v.size for v in params.values())
         lines.append(f"loss {self.loss_name}, {total:,} parameters")
         return "\n".join(lines)
-
-
-def ctc_of_logits(out: Array, y: Array) -> tuple[Array, Callable[[Array], tuple[Array]]]:
-    """CTC of column scores (N, T, K) against label strings (N, L): log_softmax over K, then
-    :func:`~nn.ctc.ctc_loss`; two verified ops composed by the chain rule."""
-    log_probs, softmax_vjp = activations.log_softmax(out)  # (N, T, K)
-    value, ctc_vjp = ctc_loss(log_probs, labels=y)
-
-    def vjp(g: Array) -> tuple[Array]:
-        (dlog_probs,) = ctc_vjp(g)  # (N, T, K)
-        (dout,) = softmax_vjp(dlog_probs)  # (N, T, K)
-        return (dout,)
-
-    return value, vjp
-
-
-def heads_cross_entropy(out: Array, y: Array) -> tuple[Array, Callable[[Array], tuple[Array]]]:
-    """Cross-entropy of L heads (N, L, K) against strings (N, L): the N L rows as one batch,
-    so the value is the mean over examples of the mean over heads."""
-    n, length, k = out.shape
-    if np.shape(y) != (n, length):
-        raise ShapeError(
-            f"model: the outputs are {length} heads of {k} classes, so the labels must be "
-            f"(N, {length}) = ({n}, {length}), one digit per head; received {np.shape(y)}"
-        )
-    value, vjp_rows = softmax_cross_entropy(out.reshape(n * length, k), labels=y.reshape(-1))
-
-    def vjp(g: Array) -> tuple[Array]:
-        (drows,) = vjp_rows(g)  # (N L, K)
-        return (drows.reshape(out.shape),)  # (N, L, K)
-
-    return value, vjp
 
 
 def layer_params(params: Params, name: str) -> Params:

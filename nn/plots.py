@@ -69,7 +69,7 @@ def save_figures(
         log(NOTICE)
         return []
     figures = {
-        "loss.png": _curves(Figure, history, "loss", "cross-entropy loss"),
+        "loss.png": _curves(Figure, history, "loss", "loss (the model's: cross-entropy, CTC, ...)"),
         "accuracy.png": _curves(Figure, history, "accuracy", "accuracy"),
     }
     if counts is not None:

@@ -104,18 +104,44 @@ def read_number(trained: Any, path: str | Path, *, decoder: str = "beam_search",
     return read_outputs(trained.model, out, decoder=decoder, beam=beam)[0], inverted
 
 
+#: Ink height a picture is scaled to: the median of the 7-digit test strings' (25 px: a
+#: digit's 20 px and the vertical jitter between digits).
+INK_HEIGHT = 25
+INK = 32  # a pixel brighter than this (of 255) is ink, not background noise
+
+
 def fit_to_canvas(image: Array, height: int, width: int, *, where: str = "image") -> Array:
-    """``image`` (h, w) uint8 centred on a black (height, width) canvas; an image larger than
-    the canvas is first shrunk by an integer factor (box averaging) until it fits."""
-    h, w = image.shape
-    factor = max(1, -(-h // height), -(-w // width))  # ceil: the smallest shrink that fits
-    if factor > 1:
-        h, w = h // factor, w // factor
-        blocks = image[: h * factor, : w * factor].reshape(h, factor, w, factor)
-        image = blocks.mean(axis=(1, 3)).round().astype(np.uint8)  # (h, w)
-    if h == 0 or w == 0:
-        raise DataError(f"{where}: the image is too small to read ({image.shape})")
+    """``image`` (h, w) uint8, light ink on dark, made to look like a training string: cropped
+    to its ink, scaled (smoothly, :func:`resize`) so the ink is ``INK_HEIGHT`` pixels tall, or
+    less if it would not fit, and centred on a black (height, width) canvas."""
+    ink = image > INK  # (h, w)
+    if not ink.any():
+        raise DataError(f"{where}: no ink found (no pixel brighter than {INK} of 255 after "
+                        f"making the background dark)")  # fmt: skip
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    crop = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # (ink h, ink w)
+    h, w = crop.shape
+    scale = min(min(INK_HEIGHT, height - 2) / h, (width - 2) / w)  # a pixel of margin
+    h, w = max(1, round(h * scale)), max(1, round(w * scale))
     canvas = np.zeros((height, width), np.uint8)
     top, left = (height - h) // 2, (width - w) // 2
-    canvas[top : top + h, left : left + w] = image
+    canvas[top : top + h, left : left + w] = resize(crop, h, w)
     return canvas
+
+
+def resize(image: Array, h: int, w: int) -> Array:
+    """``image`` (H, W) uint8 resampled to (h, w) by a separable linear (tent) filter whose
+    width grows with the shrink factor, so shrinking averages rather than skips pixels."""
+    rows, cols = _tent(h, image.shape[0]), _tent(w, image.shape[1])  # (h, H), (w, W)
+    values = rows @ image.astype(np.float64) @ cols.T  # (h, w) convex combinations of 0..255
+    return np.clip(np.floor(values + 0.5), 0, 255).astype(np.uint8)
+
+
+def _tent(n_out: int, n_in: int) -> Array:
+    """(n_out, n_in) weights, rows summing to 1: output pixel i is centred at input position
+    (i + 1/2) n_in / n_out - 1/2, and weighs inputs by a tent of half-width max(1, n_in/n_out)."""
+    step = n_in / n_out
+    centres = (np.arange(n_out) + 0.5) * step - 0.5  # (n_out,)
+    tent = 1 - np.abs(np.arange(n_in)[None, :] - centres[:, None]) / max(step, 1.0)
+    weights = np.maximum(tent, 0)  # (n_out, n_in); every row has an input within 1 of its centre
+    return np.asarray(weights / weights.sum(axis=1, keepdims=True))

@@ -76,7 +76,8 @@ def train(
     after epoch ``k`` (as an interruption would).
 
     ``model`` replaces the config's ``[model]`` by a network built in Python (a user's own
-    layers or loss); it must take images (1, 28, 28) or 784 inputs and give 10 outputs.
+    layers or loss); it must take the images, (1, H, W) or H W inputs, and give outputs the
+    labels can score: 10 for digits, or those of ``[model] loss`` for strings.
 
     Every step is guarded (:mod:`nn.guard`): a NaN or inf in the loss or a gradient is
     located (layer, op, statistics) and handled by ``[train] nonfinite``, and each epoch's
@@ -88,6 +89,8 @@ def train(
     cfg.check()
     if stop_after is not None and stop_after < 1:
         raise DataError(f"stop_after must be an epoch >= 1, received {stop_after}")
+    if x_train.dtype != np.uint8:
+        raise DataError(f"x_train must be uint8 pixels 0..255, received dtype {x_train.dtype}")
     if len(x_train) != len(y_train):
         raise DataError(f"x_train has {len(x_train)} images but y_train {len(y_train)} labels")
     if not t.validation < len(x_train):
@@ -100,9 +103,8 @@ def train(
     model, opt = model or build_model(cfg), build_optimizer(cfg)
     check_batch_norm_batches(model, n, t.batch_size)
     x_val, y_val = images_to_inputs(x_train[n:], model.input_shape), y_train[n:]
-    images = x_train[:n].astype(np.float32)  # (n, 28, 28), one copy
-    images /= np.float32(255)
-    labels = y_train[:n].astype(np.int64)
+    images = x_train[:n]  # uint8 (n, H, W): converted to floats a batch at a time, so a
+    labels = y_train[:n].astype(np.int64)  # large set of strings stays 1 byte a pixel
     steps_per_epoch = -(-n // t.batch_size)
     schedule = build_schedule(cfg, steps_per_epoch)
 
@@ -118,7 +120,8 @@ def train(
         else:
             best = params, stats
 
-    buffer = np.empty((t.batch_size, *images.shape[1:]), np.float32)  # allocated once
+    raw = np.empty((t.batch_size, *images.shape[1:]), np.uint8)  # both allocated once
+    buffer = np.empty((t.batch_size, *images.shape[1:]), np.float32)
     last = result.history[-1] if result.history else {}
     guard = Guard(t.nonfinite, lr_scale=last.get("lr_scale", 1.0),
                   rollbacks=sum(r.get("rollbacks", 0) for r in result.history))  # fmt: skip
@@ -135,7 +138,9 @@ def train(
         guard.start_epoch(params, state, stats)
         for step in range(steps_per_epoch):
             idx = order[step * t.batch_size : (step + 1) * t.batch_size]
-            xb = np.take(images, idx, axis=0, out=buffer[: len(idx)])  # (B, 28, 28)
+            xb = np.take(images, idx, axis=0, out=raw[: len(idx)])  # (B, H, W) uint8
+            # float32(pixel) / 255: the same numbers as converting the whole set at once
+            xb = np.divide(xb, np.float32(255), out=buffer[: len(idx)], dtype=np.float32)
             if t.shift:
                 xb = random_shift(xb, shifts, t.shift)
             yb = labels[idx]

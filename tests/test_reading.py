@@ -21,19 +21,33 @@ from nn.build import build_model, images_to_inputs
 from nn.cli import main
 from nn.config import Config
 from nn.data import MnistData
-from nn.datasets import Dataset, cached_strings, load_dataset, string_params
+from nn.datasets import (
+    Dataset,
+    cached_strings,
+    load_dataset,
+    string_params,
+    strings_cache_file,
+)
 from nn.decode import best_path
 from nn.digit_strings import (
     StringParams,
     load_digit_strings,
     make_digit_strings,
-    string_cache_path,
 )
 from nn.errors import DataError
 from nn.plots import save_figures
 from nn.png import write_png
-from nn.reading import fit_to_canvas, read_number, read_outputs, score_strings
+from nn.reading import (
+    INK,
+    INK_HEIGHT,
+    fit_to_canvas,
+    read_number,
+    read_outputs,
+    resize,
+    score_strings,
+)
 from nn.run import evaluate_run, load_model
+from nn.train import train
 
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 BLANK = 10
@@ -159,17 +173,23 @@ def test_load_dataset_makes_strings_of_each_split_and_caches_them(offline, tiny_
     assert data.x_train.shape == (64, 28, 64) and data.x_train.dtype == np.uint8
     assert data.y_train.shape == (64, 3) and data.x_test.shape == (32, 28, 64)
     assert (data.y_test >= 0).all()  # every test string has test_length = 3 digits
-    assert data.source.startswith("64 training and 32 test strings of MNIST digits (1200 MNIST")
-    d = tiny_cfg.data
-    train = make_digit_strings(offline.x_train, offline.y_train, string_params(d, "train"))
+    held = tiny_cfg.train.validation
+    assert held > 0 and data.source.startswith(
+        f"64 training strings ({held} of them held out, made of other digits) and 32 test "
+        "strings of MNIST digits (1200 MNIST"
+    )
+    d, m = tiny_cfg.data, len(offline.x_train) - len(offline.x_train) // 12  # 1000 - 83
+    train = make_digit_strings(offline.x_train[:m], offline.y_train[:m],
+                               string_params(d, "train", 64 - held))  # fmt: skip
+    valid = make_digit_strings(offline.x_train[m:], offline.y_train[m:],
+                               string_params(d, "validation", held))  # fmt: skip
     test = make_digit_strings(offline.x_test, offline.y_test, string_params(d, "test"))
-    np.testing.assert_array_equal(data.x_train, train.images)  # training digits only
-    np.testing.assert_array_equal(data.y_train, train.labels)
+    # training strings of the first m training digits, the held-out ones of the others
+    np.testing.assert_array_equal(data.x_train, np.concatenate([train.images, valid.images]))
+    np.testing.assert_array_equal(data.y_train, np.concatenate([train.labels, valid.labels]))
     np.testing.assert_array_equal(data.x_test, test.images)  # test digits only
     np.testing.assert_array_equal(data.y_test, test.labels)
-    cached = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    paths = [string_cache_path(string_params(d, s), tmp_path / "cache") for s in ("train", "test")]
-    assert cached == sorted(p.name for p in paths)
+    assert len(list((tmp_path / "cache").iterdir())) == 3  # train, validation, test
     assert lines == []  # nothing went wrong
 
     def no_making(*args):
@@ -187,7 +207,7 @@ PARAMS = StringParams(8, 1, 3, height=28, width=40, seed=5)
 
 def test_cached_strings_come_from_the_cache_the_second_time(sample, tmp_path, monkeypatch):
     first = cached_strings(PARAMS, sample.x_train, sample.y_train, cache_dir=tmp_path, log=print)
-    assert string_cache_path(PARAMS, tmp_path).is_file()
+    assert strings_cache_file(PARAMS, sample.x_train, sample.y_train, tmp_path).is_file()
     made = nn.datasets.make_digit_strings
     calls = []
     monkeypatch.setattr(nn.datasets, "make_digit_strings",
@@ -201,8 +221,10 @@ def test_cached_strings_come_from_the_cache_the_second_time(sample, tmp_path, mo
 def test_a_cache_file_of_other_parameters_is_made_again(sample, tmp_path):
     other = StringParams(8, 1, 3, height=28, width=40, seed=6)
     cached_strings(other, sample.x_train, sample.y_train, cache_dir=tmp_path, log=print)
-    path = string_cache_path(PARAMS, tmp_path)
-    path.write_bytes(string_cache_path(other, tmp_path).read_bytes())  # the wrong strings there
+    path = strings_cache_file(PARAMS, sample.x_train, sample.y_train, tmp_path)
+    path.write_bytes(
+        strings_cache_file(other, sample.x_train, sample.y_train, tmp_path).read_bytes()
+    )  # the wrong strings there
     lines: list[str] = []
     got = cached_strings(PARAMS, sample.x_train, sample.y_train, cache_dir=tmp_path,
                          log=lines.append)  # fmt: skip
@@ -213,9 +235,21 @@ def test_a_cache_file_of_other_parameters_is_made_again(sample, tmp_path):
     assert load_digit_strings(path).params == PARAMS  # and the cache now holds the right ones
 
 
+def test_strings_of_other_digits_never_pass_for_these(sample, tmp_path):
+    """The cache name covers the digits: the same params on other digits is another file."""
+    mine = cached_strings(PARAMS, sample.x_train, sample.y_train, cache_dir=tmp_path, log=print)
+    fewer = (sample.x_train[:500], sample.y_train[:500])
+    other = cached_strings(PARAMS, *fewer, cache_dir=tmp_path, log=print)
+    assert strings_cache_file(PARAMS, *fewer, tmp_path) != strings_cache_file(
+        PARAMS, sample.x_train, sample.y_train, tmp_path
+    )
+    assert not np.array_equal(mine.images, other.images)
+    assert len(list(tmp_path.iterdir())) == 2
+
+
 def test_a_corrupt_cache_file_is_logged_and_made_again(sample, tmp_path):
     first = cached_strings(PARAMS, sample.x_train, sample.y_train, cache_dir=tmp_path, log=print)
-    path = string_cache_path(PARAMS, tmp_path)
+    path = strings_cache_file(PARAMS, sample.x_train, sample.y_train, tmp_path)
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
     data[middle : middle + 16] = bytes(255 - b for b in data[middle : middle + 16])
@@ -319,35 +353,44 @@ def test_score_strings_counts_whole_strings_and_characters(tiny_cfg, monkeypatch
 # --- a picture on the model's canvas ----------------------------------------------------------
 
 
-def test_fit_to_canvas_centres_a_small_image():
-    image = np.arange(1, 31, dtype=np.uint8).reshape(5, 6)
-    canvas = fit_to_canvas(image, 28, 64)
-    assert canvas.shape == (28, 64) and canvas.dtype == np.uint8
-    top, left = (28 - 5) // 2, (64 - 6) // 2  # 11, 29
-    np.testing.assert_array_equal(canvas[top : top + 5, left : left + 6], image)
-    canvas[top : top + 5, left : left + 6] = 0
-    assert not canvas.any()  # background everywhere else
-    np.testing.assert_array_equal(fit_to_canvas(image, 5, 6), image)  # exactly the canvas
+def ink_box(canvas):
+    rows = np.flatnonzero((canvas > INK).any(axis=1))
+    cols = np.flatnonzero((canvas > INK).any(axis=0))
+    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
 
 
-@pytest.mark.parametrize(
-    ("shape", "factor"),
-    [((56, 100), 2), ((29, 64), 2), ((60, 40), 3), ((28, 65), 2), ((28, 300), 5)],
-)
-def test_fit_to_canvas_shrinks_by_the_smallest_integer_factor_that_fits(shape, factor):
-    image = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
-    canvas = fit_to_canvas(image, 28, 64)
-    h, w = shape[0] // factor, shape[1] // factor
-    blocks = image[: h * factor, : w * factor].reshape(h, factor, w, factor).astype(float)
-    shrunk = np.round(blocks.mean(axis=(1, 3)))  # box averages
-    top, left = (28 - h) // 2, (64 - w) // 2
-    np.testing.assert_array_equal(canvas[top : top + h, left : left + w], shrunk)
-    assert h <= 28 and w <= 64 and (shape[0] // (factor - 1) > 28 or shape[1] // (factor - 1) > 64)
+@pytest.mark.parametrize("shape", [(5, 6), (20, 60), (100, 300), (300, 100), (25, 40)])
+def test_fit_to_canvas_scales_the_ink_to_the_training_height_and_centres_it(shape):
+    canvas_h, canvas_w = 32, 144
+    rng = np.random.default_rng(0)
+    image = np.zeros((shape[0] + 10, shape[1] + 20), np.uint8)  # a margin of background
+    image[5:-5, 10:-10] = rng.integers(INK + 1, 256, shape)  # ink everywhere inside
+    canvas = fit_to_canvas(image, canvas_h, canvas_w)
+    assert canvas.shape == (canvas_h, canvas_w) and canvas.dtype == np.uint8
+    top, bottom, left, right = ink_box(canvas)
+    h, w = bottom - top, right - left
+    scale = min(INK_HEIGHT / shape[0], (canvas_w - 2) / shape[1])  # as tall as trained on,
+    assert abs(h - shape[0] * scale) <= 1 and abs(w - shape[1] * scale) <= 1  # unless too wide
+    assert abs(top - (canvas_h - bottom)) <= 1 and abs(left - (canvas_w - right)) <= 1
 
 
-def test_fit_to_canvas_refuses_an_image_that_shrinks_to_nothing():
-    with pytest.raises(DataError, match=r"line.png: the image is too small to read"):
-        fit_to_canvas(np.full((1, 200), 255, np.uint8), 28, 64, where="line.png")
+def test_fit_to_canvas_of_a_training_string_changes_it_little(sample):
+    image, _ = one_test_string(StringParams(1, 7, 7, height=32, width=144, seed=3), sample, 0)
+    canvas = fit_to_canvas(image, 32, 144)
+    top, bottom, _, _ = ink_box(image)
+    assert abs((bottom - top) - INK_HEIGHT) <= 3  # already near the training height
+    assert np.abs(canvas.astype(int).sum() - image.astype(int).sum()) < 0.15 * image.sum()
+
+
+def test_resize_keeps_a_constant_image_and_averages_when_shrinking():
+    np.testing.assert_array_equal(resize(np.full((7, 9), 200, np.uint8), 3, 20), 200)
+    stripes = np.tile(np.array([0, 255], np.uint8), (4, 50))  # (4, 100) one-pixel stripes
+    assert np.all(np.abs(resize(stripes, 2, 10).astype(int) - 128) <= 5)  # gray, not stripes
+
+
+def test_fit_to_canvas_refuses_a_picture_without_ink():
+    with pytest.raises(DataError, match=r"blank.png: no ink found"):
+        fit_to_canvas(np.full((20, 200), INK, np.uint8), 28, 64, where="blank.png")
 
 
 # --- the command line, on a tiny trained run ----------------------------------------------------
@@ -364,7 +407,10 @@ def test_train_prints_the_character_error_rate_and_writes_string_metrics(string_
     assert (f"whole-number accuracy {100 * test['accuracy']:.2f}% on 32 test strings" in printed
             and f", character error rate {100 * test['character_error_rate']:.2f}%; written to"
             in printed)  # fmt: skip
-    assert "data: 64 training and 32 test strings of MNIST digits" in printed
+    assert (
+        "data: 64 training strings (16 of them held out, made of other digits) and 32 test"
+        in printed
+    )
     files = {p.name for p in run.iterdir()}
     assert "confusion.png" not in files  # no confusion matrix of strings
     assert ("loss.png" in files) == HAVE_MATPLOTLIB
@@ -395,8 +441,9 @@ def test_read_prints_the_number_and_a_confidence_per_digit(string_run, sample, t
     write_png(tmp_path / "number.png", image)
     write_png(tmp_path / "paper.png", 255 - image)  # dark digits on white paper
     trained = load_model(run)
+    canvas = fit_to_canvas(image, 28, 64)  # what read makes of the picture
     expected = read_outputs(trained.model, trained.model.predict(
-        trained.params, images_to_inputs(image[None], trained.model.input_shape)),
+        trained.params, images_to_inputs(canvas[None], trained.model.input_shape)),
         decoder="beam_search")[0]  # fmt: skip
     assert main(["read", str(run), str(tmp_path / "number.png"), str(tmp_path / "paper.png")]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -410,7 +457,7 @@ def test_read_prints_the_number_and_a_confidence_per_digit(string_run, sample, t
     assert lines[2 + n :] == lines[1 : 1 + n]  # the same confidences for the inverted picture
     assert main(["read", str(run), str(tmp_path / "number.png"), "--decoder", "best_path"]) == 0
     greedy = read_outputs(trained.model, trained.model.predict(
-        trained.params, images_to_inputs(image[None], trained.model.input_shape)))[0]  # fmt: skip
+        trained.params, images_to_inputs(canvas[None], trained.model.input_shape)))[0]  # fmt: skip
     assert capsys.readouterr().out.splitlines()[0].endswith(f": {greedy.text or '(nothing)'}")
 
 
@@ -427,19 +474,16 @@ def test_read_number_fits_any_picture_to_the_canvas(string_run, sample, tmp_path
 
     write_png(tmp_path / "same.png", image)
     reading, inverted = read_number(trained, tmp_path / "same.png")
-    assert not inverted
-    np.testing.assert_array_equal(reading.labels, direct(image).labels)
-    np.testing.assert_array_equal(reading.confidences, direct(image).confidences)
-    # twice the size: shrunk back by 2 x 2 box averages of equal pixels, the same image
+    assert not inverted  # read on the canvas fit_to_canvas makes of it
+    canvas = fit_to_canvas(image, 28, 64)
+    np.testing.assert_array_equal(reading.labels, direct(canvas).labels)
+    np.testing.assert_array_equal(reading.confidences, direct(canvas).confidences)
+    # twice the size, dark on light: inverted, then scaled to nearly the same canvas
     write_png(tmp_path / "big.png", np.kron(255 - image, np.ones((2, 2), np.uint8)))
     big, inverted = read_number(trained, tmp_path / "big.png", decoder="best_path")
-    assert inverted
-    np.testing.assert_array_equal(big.labels, direct(image, "best_path").labels)
-    # a crop of the middle is centred on the canvas
-    crop = image[2:-2, 10:-10]
-    write_png(tmp_path / "crop.png", crop)
-    small, _ = read_number(trained, tmp_path / "crop.png")
-    np.testing.assert_array_equal(small.labels, direct(fit_to_canvas(crop, 28, 64)).labels)
+    big_canvas = fit_to_canvas(np.kron(image, np.ones((2, 2), np.uint8)), 28, 64)
+    assert inverted and np.mean(np.abs(big_canvas.astype(int) - canvas)) < 8
+    np.testing.assert_array_equal(big.labels, direct(big_canvas, "best_path").labels)
     with pytest.raises(DataError, match=r"expected a \.png file"):
         read_number(trained, tmp_path / "number.jpg")
 
@@ -495,3 +539,19 @@ def test_save_figures_without_a_confusion_matrix(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
     with pytest.raises(DataError):  # the history is still checked
         save_figures(tmp_path, [{"epoch": 1}], None, log=lines.append)
+
+
+def test_a_string_run_resumed_is_bitwise_the_uninterrupted_one(offline, tiny_cfg, tmp_path):
+    """Stopped after epoch 1 and resumed, with the string cache deleted in between (the strings
+    are made again, bit for bit), training ends on the same weights as a run never stopped."""
+    cfg = tiny_cfg.override(["train.epochs=2"])
+    first = load_dataset(cfg, log=print)
+    whole = train(cfg, first.x_train, first.y_train)
+    train(cfg, first.x_train, first.y_train, run_dir=tmp_path / "run", stop_after=1)
+    for cached in (tmp_path / "cache").glob("digit-strings-*.npz"):
+        cached.unlink()
+    again = load_dataset(cfg, log=print)
+    resumed = train(cfg, again.x_train, again.y_train, run_dir=tmp_path / "run", resume=True)
+    assert len(resumed.history) == 2
+    for name, value in whole.params.items():
+        np.testing.assert_array_equal(resumed.params[name], value, err_msg=name)

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax, logsumexp
 
+from nn.architecture import build_layers
 from nn.build import build_model, check_string_outputs
 from nn.config import DATASETS, LOSSES, Config, DataConfig
 from nn.errors import DataError, ShapeError
-from nn.model import Sequential, check_model, ctc_of_logits, heads_cross_entropy, mlp
+from nn.model import Sequential, check_model, mlp
 from nn.optim import SGD
+from nn.string_losses import ctc_of_logits, heads_cross_entropy
 from nn.testing import check_vjp
 
 BLANK = 10  # the CTC blank is the last class of K = 11
@@ -43,6 +45,7 @@ HEADS_LAYERS = [
 
 
 def config(layers=CTC_LAYERS, loss="ctc", data=STRINGS, **tables) -> Config:
+    tables = {"train": {"validation": 16}, **tables}  # 16 of the 64 strings held out
     return Config.from_dict({"model": {"layers": list(layers), "loss": loss}, "data": data,
                              **tables})  # fmt: skip
 
@@ -54,11 +57,11 @@ def test_the_data_table_is_read_and_defaults_to_mnist():
     assert Config().data == DataConfig() and DataConfig().name == "mnist"
     assert DATASETS == ("mnist", "digit_strings") and "ctc" in LOSSES
     cfg = Config.from_toml(
-        '[data]\nname = "digit_strings"\nmax_length = 5\ntest_length = 5\nscale_max = 2\n'
+        '[data]\nname = "digit_strings"\nmax_length = 5\ntest_length = 5\nscale_max = 1.1\n'
         '[model]\nlayers = [{layer = "columns"}, {layer = "dense", units = 11}]\nloss = "ctc"\n'
     )
     assert (cfg.data.name, cfg.data.max_length, cfg.data.height) == ("digit_strings", 5, 32)
-    assert cfg.data.scale_max == 2.0 and isinstance(cfg.data.scale_max, float)
+    assert cfg.data.scale_max == 1.1 and isinstance(cfg.data.scale_max, float)
     assert Config.from_toml(cfg.to_toml()) == cfg
 
 
@@ -86,8 +89,15 @@ def test_a_bad_data_table_is_named(toml, message):
         ("max_length", 0, "[data] max_length must be an integer >= min_length, found 0"),
         ("test_length", 4, "[data] test_length must be an integer in 1..max_length, found 4"),
         ("test_length", 0, "[data] test_length must be an integer in 1..max_length, found 0"),
-        ("height", 27, "[data] height must be an integer >= 28 (an MNIST digit's height)"),
-        ("width", 27, "[data] width must be an integer >= 28, found 27"),
+        ("height", 27, "[data] height must be an integer >= 28 (a digit at scale_max), found 27"),
+        (
+            "width",
+            29,
+            "[data] width must be an integer >= max_length - 1 + 28 (any string must "
+            "fit), found 29",
+        ),
+        ("scale_max", 1.2, "[data] height must be an integer >= 34 (a digit at scale_max), found"),
+        ("train_strings", 2, "[data] train_strings must be more than [train] validation"),
         ("gap_max", -3, "[data] gap_max must be an integer >= gap_min, found -3"),
         ("jitter", -1, "[data] jitter must be an integer >= 0, found -1"),
         ("scale_min", 0.0, "[data] scale_min must be in (0, scale_max], found 0.0"),
@@ -388,3 +398,18 @@ def test_predict_gives_outputs_of_every_image_even_none():
     empty = model.predict(params, x[:0])
     assert empty.shape == (0, 16, 11) and empty.dtype == np.float32
     assert model.correct(empty, np.zeros((0, 3), np.int64)).shape == (0,)
+
+
+def test_outputs_with_a_nan_or_inf_read_nothing_right():
+    """Scoring never crashes on a diverged network: such an output is simply wrong."""
+    model = Sequential(build_layers(CTC_LAYERS), input_shape=(1, 28, 64), loss="ctc")
+    out = np.zeros((3, *model.shapes[-1]))  # uniform columns: the blank wins ties last
+    y = np.full((3, 3), -1)  # three empty strings: all-blank columns read them right
+    out[:, :, -1] = 5.0
+    out[1, 0, 0], out[2, 3, 4] = np.nan, np.inf
+    assert model.correct(out, y).tolist() == [True, False, False]
+    heads = Sequential(build_layers(HEADS_LAYERS), input_shape=(1, 28, 64))
+    logits = np.zeros((2, 3, 10))
+    logits[:, :, 4] = 1.0
+    logits[1, 2, 0] = np.nan
+    assert heads.correct(logits, np.full((2, 3), 4)).tolist() == [True, False]

@@ -79,12 +79,12 @@ BUGS = {
         "        return (np.reshape(np.swapaxes(g, 1, 2), (n, d)),)",
     ),
     "the CTC model's loss skips log_softmax's vjp": (
-        "nn/model.py",
+        "nn/string_losses.py",
         "        (dout,) = softmax_vjp(dlog_probs)  # (N, T, K)",
         "        dout = dlog_probs",
     ),
     "the heads' labels are read head-major": (
-        "nn/model.py",
+        "nn/string_losses.py",
         "labels=y.reshape(-1))",
         "labels=y.T.reshape(-1))",
     ),
@@ -272,6 +272,7 @@ FIRST_LOOK = {
     "nn/layers.py": ["tests/test_sequence_layers.py"],
     "nn/datasets.py": ["tests/test_reading.py"],
     "nn/string_metrics.py": ["tests/test_string_metrics.py"],
+    "nn/string_losses.py": ["tests/test_strings_model.py"],
     "nn/build.py": ["tests/test_strings_model.py"],
 }
 
