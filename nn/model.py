@@ -262,8 +262,8 @@ class Sequential:
     def predict(
         self, params: Params, x: Array, *, state: State | None = None, batch_size: int = 1000
     ) -> Array:
-        """The network's outputs (N, *output shape) in inference mode, in batches to bound
-        memory."""
+        """The network's outputs, ``(N, *model.shapes[-1])``, in inference mode, in batches
+        to bound memory."""
         starts = range(0, len(x), batch_size)
         outs = [self.forward(params, x[i : i + batch_size], state=state)[0] for i in starts]
         return np.concatenate(outs) if outs else np.zeros((0, *self.shapes[-1]), x.dtype)
