@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from nn.build import images_to_inputs
 from nn.datasets import load_dataset, string_params
 from nn.progress import ProgressBar
 from nn.reading import read_outputs
@@ -63,7 +64,7 @@ def score_run(run: Path, test: tuple[Any, Any] | None) -> tuple[dict[str, Any], 
         raise SystemExit(f"{run}: its test strings differ from the first run's; not comparable")
     images, labels = test[1]
     began = time.perf_counter()
-    x = images.reshape(len(images), *model.input_shape).astype(np.float32) / np.float32(255)
+    x = images_to_inputs(images, model.input_shape)  # (N, 1, 32, 144) float32
     out = model.predict(params, x, state=state)  # (N, T, K) or (N, 7, 10)
     predict_seconds = time.perf_counter() - began
     metrics = json.loads((run / "metrics.json").read_text())

@@ -10,7 +10,8 @@ disjoint sets of MNIST digits, so every figure is on handwriting the network nev
 * test strings of the 10000 test digits.
 
 Strings are made once per set of generator parameters and digits and cached beside MNIST
-(npz with checksums), under a name that includes a hash of the digits they were made of;
+(npz with checksums), under a name that includes a hash of the digits they were made of
+(:func:`~nn.digit_strings.string_cache_path`);
 a cached file that fails its checks is made again.
 """
 
@@ -19,11 +20,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from nn.atomic import sha256_array
 from nn.config import Config, DataConfig
 from nn.data import default_cache_path, fetch_mnist
 from nn.digit_strings import (
@@ -72,16 +71,6 @@ def string_params(d: DataConfig, split: str, count: int | None = None) -> String
     )
 
 
-def strings_cache_file(
-    params: StringParams, images: Array, labels: Array, cache_dir: str | os.PathLike[str] | None
-) -> Path:
-    """The cache file of the strings of ``params`` made of these digits: the name covers the
-    digits too, so strings of other digits never pass for these."""
-    path = string_cache_path(params, cache_dir)
-    digits = sha256_array(images)[:8] + sha256_array(np.asarray(labels))[:8]
-    return path.with_name(f"{path.stem}-{digits}{path.suffix}")
-
-
 def cached_strings(
     params: StringParams,
     images: Array,
@@ -92,7 +81,7 @@ def cached_strings(
 ) -> DigitStrings:
     """The strings of ``params`` from the cache, or made from ``images`` and ``labels`` (the
     MNIST split ``params.split`` names) and cached."""
-    path = strings_cache_file(params, images, labels, cache_dir)
+    path = string_cache_path(params, images, labels, cache_dir)
     if path.exists():
         try:
             strings = load_digit_strings(path)

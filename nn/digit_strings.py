@@ -5,7 +5,7 @@ from the one MNIST split it is given), the gaps between neighbouring digits' ink
 vertical jitter and optional scale, and the string's horizontal offset, all from
 ``np.random.default_rng(params.seed)`` in a documented order. The same parameters and digits
 give bitwise the same images; :func:`string_cache_path` names a file by a hash of the
-parameters and of the MNIST split, and :func:`save_digit_strings` / :func:`load_digit_strings`
+parameters and of the digits, and :func:`save_digit_strings` / :func:`load_digit_strings`
 write and read it (a checked ``.npz``, :mod:`nn.digit_strings_io`).
 """
 
@@ -268,15 +268,19 @@ def _check_digits(images: Any, labels: Any, split: str) -> int:
 
 
 def string_cache_path(
-    params: StringParams, cache_dir: str | os.PathLike[str] | None = None
+    params: StringParams,
+    images: Array,
+    labels: Array,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Where strings of ``params`` are cached: next to MNIST's cache (``nn.data``), named by a
-    hash of ``params.to_dict()``, the split's pinned SHA-256 and the generator's version."""
+    """Where the strings of ``params`` made of these digits are cached: next to MNIST's cache
+    (``nn.data``), named by a hash of ``params.to_dict()``, the SHA-256 of ``images`` and
+    ``labels`` and the generator's version, so strings of other digits never pass for these."""
     key = {
         "format": _FORMAT,
         "version": _VERSION,
         "params": params.to_dict(),
-        "mnist": {k: mnist.MNIST_SHA256[f"{params.split}_{k}"] for k in ("images", "labels")},
+        "digits": [sha256_array(np.asarray(images)), sha256_array(np.asarray(labels))],
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()
     return mnist.default_cache_path(cache_dir).parent / f"digit-strings-{digest[:16]}.npz"

@@ -21,7 +21,9 @@ from nn.errors import DataError
 from nn.layers import Params, State
 from nn.model import Sequential
 from nn.op import Array
+from nn.run import light_background, read_picture
 from nn.string_metrics import character_error_rate, label_strings, strings_match
+from nn.train import mean_loss
 
 DECODERS = ("best_path", "beam_search")
 SHOWN_ERRORS = 20  # misread strings kept in metrics.json, as examples
@@ -53,15 +55,13 @@ def score_strings(
 ) -> dict[str, Any]:
     """Whole-string accuracy, character error rate, accuracy by length, the mean loss and the
     first misread strings, on images (N, H, W) of strings labelled (N, L)."""
-    from nn.train import mean_loss  # the trainer imports this module's users, not this module
-
     out = model.predict(params, images_to_inputs(images, model.input_shape), state=state)
     readings = read_outputs(model, out, decoder=decoder, beam=beam)
     read = [r.labels for r in readings]
     right = strings_match(labels, read)  # (N,)
-    lengths = np.array([len(t) for t in label_strings(labels)])  # (N,)
-    misread = np.flatnonzero(~right)[:SHOWN_ERRORS]
     truth = label_strings(labels)
+    lengths = np.array([len(t) for t in truth])  # (N,)
+    misread = np.flatnonzero(~right)[:SHOWN_ERRORS]
     return {
         "images": len(labels),
         "decoder": decoder if model.loss_name == "ctc" else "heads",
@@ -86,8 +86,6 @@ def read_number(trained: Any, path: str | Path, *, decoder: str = "beam_search",
     background (a light background is inverted), then fitted into the model's canvas: scaled
     down if it is taller than the canvas, and padded with background to its size.
     """
-    from nn.run import light_background, read_picture
-
     if trained.cfg.data.name != "digit_strings":  # an MLP's (784,) or a CNN's (N, 10): no string
         raise DataError(
             f"{path}: the run's model reads single digits ([data] name = "

@@ -356,10 +356,15 @@ def test_bad_params_and_arguments_are_named():
 
 
 @pytest.mark.spec("digit_strings", 13)
-def test_cache_path_is_keyed_by_params_and_split(tmp_path):
-    p = StringParams(10)
-    path = string_cache_path(p, tmp_path)
+def test_cache_path_is_keyed_by_params_and_digits(tmp_path):
+    p, x, y = StringParams(10), X[:50], Y[:50]
+    path = string_cache_path(p, x, y, tmp_path)
     assert path.parent == tmp_path and path.name.startswith("digit-strings-")
-    assert path == string_cache_path(StringParams.from_dict(p.to_dict()), tmp_path)
+    assert path == string_cache_path(StringParams.from_dict(p.to_dict()), x.copy(), y, tmp_path)
     others = [StringParams(10, seed=1), StringParams(11), StringParams(10, split="test")]
-    assert len({path, *(string_cache_path(o, tmp_path) for o in others)}) == 4
+    paths = {path, *(string_cache_path(o, x, y, tmp_path) for o in others)}
+    paths |= {
+        string_cache_path(p, X[:49], Y[:49], tmp_path),
+        string_cache_path(p, x, 9 - y, tmp_path),
+    }
+    assert len(paths) == 6  # other params, other images or other labels: another file

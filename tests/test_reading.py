@@ -26,13 +26,13 @@ from nn.datasets import (
     cached_strings,
     load_dataset,
     string_params,
-    strings_cache_file,
 )
 from nn.decode import best_path
 from nn.digit_strings import (
     StringParams,
     load_digit_strings,
     make_digit_strings,
+    string_cache_path,
 )
 from nn.errors import DataError
 from nn.plots import save_figures
@@ -207,7 +207,7 @@ PARAMS = StringParams(8, 1, 3, height=28, width=40, seed=5)
 
 def test_cached_strings_come_from_the_cache_the_second_time(sample, tmp_path, monkeypatch):
     first = cached_strings(PARAMS, sample.x_train, sample.y_train, cache_dir=tmp_path, log=print)
-    assert strings_cache_file(PARAMS, sample.x_train, sample.y_train, tmp_path).is_file()
+    assert string_cache_path(PARAMS, sample.x_train, sample.y_train, tmp_path).is_file()
     made = nn.datasets.make_digit_strings
     calls = []
     monkeypatch.setattr(nn.datasets, "make_digit_strings",
@@ -221,9 +221,9 @@ def test_cached_strings_come_from_the_cache_the_second_time(sample, tmp_path, mo
 def test_a_cache_file_of_other_parameters_is_made_again(sample, tmp_path):
     other = StringParams(8, 1, 3, height=28, width=40, seed=6)
     cached_strings(other, sample.x_train, sample.y_train, cache_dir=tmp_path, log=print)
-    path = strings_cache_file(PARAMS, sample.x_train, sample.y_train, tmp_path)
+    path = string_cache_path(PARAMS, sample.x_train, sample.y_train, tmp_path)
     path.write_bytes(
-        strings_cache_file(other, sample.x_train, sample.y_train, tmp_path).read_bytes()
+        string_cache_path(other, sample.x_train, sample.y_train, tmp_path).read_bytes()
     )  # the wrong strings there
     lines: list[str] = []
     got = cached_strings(PARAMS, sample.x_train, sample.y_train, cache_dir=tmp_path,
@@ -240,7 +240,7 @@ def test_strings_of_other_digits_never_pass_for_these(sample, tmp_path):
     mine = cached_strings(PARAMS, sample.x_train, sample.y_train, cache_dir=tmp_path, log=print)
     fewer = (sample.x_train[:500], sample.y_train[:500])
     other = cached_strings(PARAMS, *fewer, cache_dir=tmp_path, log=print)
-    assert strings_cache_file(PARAMS, *fewer, tmp_path) != strings_cache_file(
+    assert string_cache_path(PARAMS, *fewer, tmp_path) != string_cache_path(
         PARAMS, sample.x_train, sample.y_train, tmp_path
     )
     assert not np.array_equal(mine.images, other.images)
@@ -249,7 +249,7 @@ def test_strings_of_other_digits_never_pass_for_these(sample, tmp_path):
 
 def test_a_corrupt_cache_file_is_logged_and_made_again(sample, tmp_path):
     first = cached_strings(PARAMS, sample.x_train, sample.y_train, cache_dir=tmp_path, log=print)
-    path = strings_cache_file(PARAMS, sample.x_train, sample.y_train, tmp_path)
+    path = string_cache_path(PARAMS, sample.x_train, sample.y_train, tmp_path)
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
     data[middle : middle + 16] = bytes(255 - b for b in data[middle : middle + 16])
