@@ -63,12 +63,18 @@ def relu(x: Array) -> tuple[Array, VJP]:
     ([0.0, 0.0, 3.0], [0.0, 0.0, 1.0])
     """
     active = x > 0
-    # Test "x <= 0", not "active": NaN fails both comparisons, so a NaN passes through
-    # (as in np.maximum and PyTorch) instead of being silently zeroed, hiding a divergence.
-    y = np.where(x <= 0, 0, x).astype(x.dtype, copy=False)
+    # np.maximum, not np.where(active, x, 0): a NaN passes through (as in PyTorch) instead of
+    # being zeroed, hiding a divergence; and np.where on a random mask is ~10x slower.
+    y = np.maximum(x, x.dtype.type(0))
 
     def vjp(g: Array) -> tuple[Array]:
-        return (np.where(active, g, 0).astype(g.dtype, copy=False),)
+        # 0 * inf is NaN: only a non-finite g can make dx non-finite, so then (rarely) select.
+        with np.errstate(invalid="ignore", over="ignore"):
+            dx = np.multiply(g, active)  # branch-free: g or exactly 0
+            finite = np.isfinite(np.add.reduce(dx, axis=None))
+        if not finite:
+            dx = np.where(active, g, g.dtype.type(0))
+        return (dx,)
 
     return y, vjp
 

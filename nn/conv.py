@@ -1,4 +1,4 @@
-"""2-D convolution of NCHW images (cross-correlation, as in PyTorch), by im2col and one GEMM.
+"""2-D convolution of NCHW images (cross-correlation, as in PyTorch), by GEMMs on gathered columns.
 
 ``conv2d(x, w, b)`` slides each of the K kernels ``w[k]`` (C, R, S) over the zero-padded
 input with a ``stride`` and a ``dilation`` (spacing between kernel taps)::
@@ -24,6 +24,12 @@ contiguous, which BLAS reads in place) and the gather copying rows of Q pixels a
 The input gradient is the transposed convolution :func:`conv2d_transpose`: one matrix
 product gives the column cotangents ``w^T @ g``, and col2im adds them back into the padded
 input by a loop over the R S kernel taps, each one strided slice-add over all images.
+
+At stride 1 with enough channels (a CNN's deeper layers) a third way is faster: gather the
+columns along W only, S copies of the input instead of R S, and run R GEMMs on shifted
+views of them (:mod:`nn.conv_rows`, :func:`~nn.conv_rows.use_rows` decides). Every path
+computes the sums of spec/conv2d.md, and the tests run each one on every case. The vjp takes
+``input_grad=False`` to skip dx, which a network's first layer never needs.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from nn.conv_rows import conv2d_rows, conv2d_rows_vjp, rows_input_grad, rows_of, use_rows
 from nn.errors import DTypeError, ShapeError
 from nn.op import VJP, Array, op
 
@@ -199,6 +206,15 @@ def conv2d(
     n, c, h, wd = x.shape
     k, _, r, s = w.shape
     p, q = geo.out_size(h, wd, r, s)
+    if use_rows(c, s, p, r, geo.stride):  # stride 1: R GEMMs on shifted rows (nn/conv_rows.py)
+        y, xs = conv2d_rows(x, w, b, geo.padding, geo.dilation)
+
+        def rows_vjp(g: Array, *, input_grad: bool = True) -> tuple[Any, ...]:  # dx may be None
+            return conv2d_rows_vjp(
+                g, xs, w, x.shape, geo.padding, geo.dilation, input_grad=input_grad
+            )
+
+        return y, rows_vjp
     by_image = per_image(c, r, s, p, q)
     cols = _im2col(x, r, s, geo, by_image)  # (N, CRS, PQ) or (CRS, NPQ), kept for dw
     wmat = w.reshape(k, c * r * s)  # (K, C, R, S) -> (K, CRS), a view
@@ -211,7 +227,7 @@ def conv2d(
         # K and N swap by whole (P, Q) planes; the bias rides along in the same pass.
         np.add(yt.reshape(k, n, p, q).transpose(1, 0, 2, 3), b[:, None, None], out=y)
 
-    def vjp(g: Array) -> tuple[Array, Array, Array]:
+    def vjp(g: Array, *, input_grad: bool = True) -> tuple[Any, ...]:  # dx None: no input_grad
         db = g.sum(axis=(0, 2, 3))  # (N, K, P, Q) -> (K,)
         gt = None
         if by_image:  # (N, K, PQ) @ (N, PQ, CRS) -> (N, K, CRS), summed over images: small
@@ -219,7 +235,8 @@ def conv2d(
         else:
             gt = g.transpose(1, 0, 2, 3).reshape(k, n * p * q)  # (N, K, P, Q) -> (K, NPQ)
             dwmat = gt @ cols.T  # (K, NPQ) @ (NPQ, CRS) -> (K, CRS)
-        dx = _input_grad(g, w, x.shape, geo, gt)  # (N, K, P, Q) -> (N, C, H, W)
+        # A network's first layer needs no dx: its input is data (nn.model skips it).
+        dx = _input_grad(g, w, x.shape, geo, gt) if input_grad else None  # (N,K,P,Q)->(N,C,H,W)
         return dx, dwmat.reshape(w.shape), db
 
     return y, vjp
@@ -268,6 +285,8 @@ def conv2d_transpose(
             f"{who}: g (N, K, P, Q) {g.shape} and w (K, C, R, S) {w.shape} do not fit "
             f"input_shape (N, C, H, W) {tuple(input_shape)} with {geo}"
         )
+    if use_rows(c, w.shape[3], g.shape[2], w.shape[2], geo.stride):  # as conv2d's vjp: bitwise
+        return rows_input_grad(rows_of(g), w, shape, geo.padding, geo.dilation)
     return _input_grad(g, w, shape, geo)  # (N, K, P, Q) -> (N, C, H, W)
 
 

@@ -19,6 +19,7 @@ not fit together fails before any arithmetic, naming the layer and the shapes.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,8 @@ class Conv2D(Layer):
     """
 
     name = "conv2d"
+    input_grad_optional = True
+    """Its vjp takes ``input_grad=False`` (dx is then None): a model skips a first layer's dx."""
 
     def __init__(
         self,
@@ -149,8 +152,10 @@ class Conv2D(Layer):
             dilation=self.dilation,
         )  # (N, C, H, W) -> (N, K, P, Q); fmt: skip
 
-        def conv_vjp(g: Array) -> tuple[Array, Params]:
-            dx, dw, db = vjp(g)
+        vjp_with_options: Callable[..., tuple[Any, ...]] = vjp  # conv2d's takes input_grad
+
+        def conv_vjp(g: Array, *, input_grad: bool = True) -> tuple[Array, Params]:
+            dx, dw, db = vjp_with_options(g, input_grad=input_grad)  # dx None without input_grad
             return dx, {"w": dw, "b": db}
 
         return y, conv_vjp

@@ -24,7 +24,7 @@ fails, :class:`~nn.errors.VerificationError` says which layer, which check and b
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -96,6 +96,8 @@ class Sequential:
         self.loss_fn = loss if callable(loss) else None
         self.loss_name = getattr(loss, "__name__", "loss") if callable(loss) else str(loss)
         self._param_shapes: dict[str, Shape] | None = None  # from the layers' init, on first use
+        # A first layer whose vjp can skip dx (Conv2D.input_grad_optional): the input is data.
+        self._first_skips_dx = bool(getattr(self.layers[0], "input_grad_optional", False))
         self.input_shape = tuple(int(d) for d in input_shape)
         self.shapes = [self.input_shape]  # shapes[i] is layer i's input shape (no batch axis)
         for i, layer in enumerate(self.layers):
@@ -192,6 +194,11 @@ class Sequential:
         def model_vjp(g: Array, cotangents: list[Array] | None = None) -> Params:
             grads: Params = {}
             for name, vjp in zip(reversed(self.names), reversed(vjps), strict=True):
+                if vjp is vjps[0] and cotangents is None and self._first_skips_dx:
+                    # The input is data: its cotangent is never used (a conv's col2im saved)
+                    _, dparams = cast(Callable[..., Any], vjp)(g, input_grad=False)
+                    grads.update({f"{name}.{k}": v for k, v in dparams.items()})
+                    break
                 g, dparams = vjp(g)
                 if cotangents is not None:
                     cotangents.append(g)

@@ -238,7 +238,7 @@ def op(
             if sig.derived and out.shape != shape:  # a derive that disagrees with the op
                 raise ShapeError(f"{name}: returned shape {out.shape}, its signature says {shape}")
 
-            def checked_vjp(g: Any) -> tuple[Array, ...]:
+            def checked_vjp(g: Any, **options: Any) -> tuple[Array, ...]:
                 numeric = isinstance(g, (np.ndarray, np.generic, int, float)) and not isinstance(
                     g, bool
                 )
@@ -254,7 +254,8 @@ def op(
                         f"{name}: the cotangent g must have the output's shape {out.shape}, "
                         f"received {g.shape}"
                     )
-                return vjp(g)
+                # options: an op's own vjp keywords, as conv2d's input_grad=False
+                return vjp(g, **options)
 
             return out, checked_vjp
 

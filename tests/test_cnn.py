@@ -306,3 +306,44 @@ def test_early_stopping_keeps_the_best_epochs_running_statistics_and_resumes_bit
         assert same_bits(resumed.state[name], whole.state[name]), name
     for name in whole.params:
         assert same_bits(resumed.params[name], whole.params[name]), name
+
+
+def test_a_first_conv_layers_input_gradient_is_skipped_and_the_gradients_are_the_same(
+    monkeypatch,
+):
+    """The network's input is data, so the model asks its first Conv2D for no dx (no col2im);
+    every parameter gradient is bitwise what the full backward pass gives, and a model asked
+    for the layer inputs' cotangents (nn.trace, the doctor) still gets the first one."""
+    model = Sequential(
+        [Conv2D(4, kernel=3, padding=1), Activation(relu), Conv2D(3, kernel=3), Flatten(),
+         Dense(10)],
+        input_shape=(2, 6, 6),
+    )  # fmt: skip
+    params = model.init(0)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 2, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 10, 5)
+    out, vjp, _ = model.forward(params, x)
+    g = rng.standard_normal(out.shape).astype(np.float32)
+    cotangents: list[np.ndarray] = []
+    full = vjp(g, cotangents=cotangents)
+    assert cotangents[-1].shape == x.shape  # the first layer's dx, when asked for
+    calls = []
+    real = model.layers[0].apply
+
+    def counting_apply(p, x_):
+        y_, layer_vjp = real(p, x_)
+
+        def spy(g_, **options):
+            calls.append(options)
+            return layer_vjp(g_, **options)
+
+        return y_, spy
+
+    monkeypatch.setattr(model.layers[0], "apply", counting_apply)
+    _, vjp2, _ = model.forward(params, x)
+    skipped = vjp2(g)
+    assert calls == [{"input_grad": False}]
+    assert all(same_bits(full[k], skipped[k]) for k in full)
+    value, grads = model.loss(params, (x, y))
+    assert np.isfinite(value) and set(grads) == set(params)

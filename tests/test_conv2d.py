@@ -16,6 +16,7 @@ from hypothesis.extra.numpy import arrays
 
 import nn
 import nn.conv
+import nn.conv_rows
 from conftest import same_bits
 from nn import conv2d, conv2d_transpose, linear
 from nn.testing import check_float32, check_reference, check_vjp
@@ -30,19 +31,21 @@ def pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-# The op lays its columns out per image or batch-wide, by a size rule (nn.conv.per_image);
-# the tests of values run both paths whatever the sizes, by moving the rule's threshold.
-LAYOUTS = {"per-image": 0, "batch-wide": 10**9}
+# The op computes a stride-1 convolution by shifted row GEMMs (nn.conv_rows.use_rows), else
+# lays its columns out per image or batch-wide (nn.conv.per_image), each by a size rule; the
+# tests of values run every path whatever the sizes, by moving the rules' thresholds. (At a
+# stride > 1 the "rows" setting falls back to the batch-wide columns.)
+LAYOUTS = {"per-image": (0, 10**9), "batch-wide": (10**9, 10**9), "rows": (10**9, 0)}
 
 
 @contextlib.contextmanager
 def layout(name):
-    saved = nn.conv.PER_IMAGE_RATIO
-    nn.conv.PER_IMAGE_RATIO = LAYOUTS[name]
+    saved = nn.conv.PER_IMAGE_RATIO, nn.conv_rows.ROWS_MIN_CS
+    nn.conv.PER_IMAGE_RATIO, nn.conv_rows.ROWS_MIN_CS = LAYOUTS[name]
     try:
         yield
     finally:
-        nn.conv.PER_IMAGE_RATIO = saved
+        nn.conv.PER_IMAGE_RATIO, nn.conv_rows.ROWS_MIN_CS = saved
 
 
 by_layout = pytest.mark.parametrize("path", list(LAYOUTS))
@@ -522,10 +525,15 @@ def test_conv2d_transpose_refuses_inconsistent_shapes_and_dtypes():
         conv2d_transpose(g.astype(int), w, input_shape=(2, 3, 5, 5))
 
 
-def test_layout_rule_runs_a_first_layer_per_image_and_deeper_layers_batch_wide():
-    """nn.conv.per_image: (C R S, P Q) of the CNN's layers; either way the values agree."""
+def test_layout_rules_pick_per_image_for_a_first_layer_and_rows_for_deeper_ones():
+    """The rules on the CNN's layers: a first layer (C = 1) per image; a deeper layer by
+    shifted rows at stride 1, batch-wide columns at stride 2. Every path gives the same values."""
     assert nn.conv.per_image(1, 3, 3, 28, 28) and nn.conv.per_image(1, 5, 5, 28, 28)
     assert not nn.conv.per_image(32, 3, 3, 14, 14) and not nn.conv.per_image(32, 5, 5, 14, 14)
+    rows = nn.conv_rows.use_rows  # (c, s, p, r, stride)
+    assert not rows(1, 5, 28, 5, (1, 1)) and rows(32, 5, 14, 5, (1, 1))
+    assert not rows(32, 5, 7, 5, (2, 2)) and not rows(32, 5, 14, 5, (1, 2))
+    assert not rows(128, 3, 1, 4, (1, 1))  # fewer output rows than kernel rows
     x, w, b, _ = random_case(0, (3, 2, 9, 9), (4, 2, 3, 3))
     g = np.random.default_rng(1).standard_normal((3, 4, 9, 9))
     results = []
@@ -533,5 +541,21 @@ def test_layout_rule_runs_a_first_layer_per_image_and_deeper_layers_batch_wide()
         with layout(path):
             y, vjp = conv2d(x, w, b, padding=1)
             results.append((y, *vjp(g)))
-    for a, b_ in zip(*results, strict=True):
-        np.testing.assert_allclose(a, b_, rtol=1e-13, atol=1e-13)
+    for other in results[1:]:
+        for a, b_ in zip(results[0], other, strict=True):
+            np.testing.assert_allclose(a, b_, rtol=1e-13, atol=1e-13)
+
+
+@by_layout
+@pytest.mark.parametrize("stride", [1, 2])
+def test_without_input_grad_dw_and_db_are_the_same_and_dx_is_skipped(path, stride):
+    """A network's first layer asks for no dx (its input is data): the vjp then returns None
+    for dx and bitwise the same dw and db."""
+    with layout(path):
+        x, w, b, _ = random_case(0, (3, 20, 9, 8), (4, 20, 3, 3), np.float32)
+        y, vjp = conv2d(x, w, b, stride=stride, padding=1)
+        g = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+        dx, dw, db = vjp(g)
+        none, dw2, db2 = vjp(g, input_grad=False)
+        assert none is None and dx is not None
+        assert same_bits(dw, dw2) and same_bits(db, db2)

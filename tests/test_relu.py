@@ -94,6 +94,22 @@ def test_kink_convention():
     assert dx.tolist() == [0.0, 0.0, 0.0, 4.0, 5.0]
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_non_finite_cotangents_of_inactive_entries_give_exactly_zero(dtype):
+    """The VJP multiplies g by the 0/1 mask, where 0 * inf would be NaN: an inactive entry
+    still gets exactly 0 for an inf or NaN cotangent, and an active one gets g itself. Sums
+    that overflow from finite entries take the same exact path."""
+    x = np.array([-1.0, -2.0, 0.0, 3.0, 4.0], dtype)
+    _, vjp = relu(x)
+    (dx,) = vjp(np.array([np.inf, np.nan, -np.inf, np.inf, 1.0], dtype))
+    assert dx.dtype == dtype
+    assert dx[:3].tolist() == [0.0, 0.0, 0.0] and dx[3] == np.inf and dx[4] == 1.0
+    big = np.finfo(dtype).max
+    x = np.array([1.0, 1.0, -1.0], dtype)
+    (dx,) = relu(x)[1](np.array([big, big, np.inf], dtype))
+    assert dx.tolist() == [big, big, 0.0]
+
+
 @pytest.mark.spec("relu", 5)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_large_inputs_without_warnings(dtype):
