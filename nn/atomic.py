@@ -3,6 +3,12 @@
 A write goes to a temporary file in the destination's directory, is flushed to disk, and then
 replaces the destination in one ``os.replace``. A crash leaves either the old file or the new
 one, never a truncated mix; the SHA-256 recorded next to a file catches anything else.
+
+A write that fails (a full disk, a quota, an I/O error) removes its temporary file and raises
+the :class:`OSError` with its errno and the *destination* as its filename, so the message says
+which file could not be written: ``[Errno 28] No space left on device: 'run/metrics.json'``
+(a bare ``write`` error names no file at all). A process killed outright (SIGKILL, power loss)
+can leave a temporary ``.<name>.<random>.tmp`` beside the destination; no reader ever opens one.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +34,13 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     b'hello'
     """
     path = Path(path)
-    tmp = _write_temporary(path, data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _naming(path):
+        tmp = _write_temporary(path, data)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     _fsync_directory(path.parent)
 
 
@@ -42,12 +51,31 @@ def create_bytes_exclusive(path: str | os.PathLike[str], data: bytes) -> None:
     :class:`FileExistsError` (``os.link`` refuses an existing target, atomically).
     """
     path = Path(path)
-    tmp = _write_temporary(path, data)
-    try:
-        os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _naming(path):
+        tmp = _write_temporary(path, data)
+        try:
+            os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     _fsync_directory(path.parent)
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise an OSError that names no file, or only our temporary one, as the same errno
+    (so the same subclass: FileExistsError stays FileExistsError) naming ``path``.
+
+    An error that already names another file (``mkdir`` on a parent that is a file) is the
+    clearer message as it is and passes unchanged.
+    """
+    try:
+        yield
+    except OSError as error:
+        name = None if error.filename is None else Path(error.filename).name
+        ours = name is None or (name.startswith(f".{path.name}.") and name.endswith(".tmp"))
+        if error.errno is None or not ours:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error
 
 
 def _write_temporary(path: Path, data: bytes) -> Path:
@@ -55,14 +83,18 @@ def _write_temporary(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        # mkstemp makes the file private (0600); a normal file gets 0666 minus the umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            # mkstemp makes the file private (0600); a normal file gets 0666 minus the umask.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            # os.write, looped: a nearly full disk writes part of a buffer and returns the count.
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)  # where a delayed allocation's ENOSPC or an I/O error shows up
+        finally:
+            os.close(fd)  # can fail too (EIO, ENOSPC on network file systems)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

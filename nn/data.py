@@ -149,21 +149,35 @@ def cache_source(path: str | os.PathLike[str]) -> Source:
 
 
 def _download(url: str, dest: Path, timeout: float) -> None:
+    """``url`` into ``dest``, which exists only once the whole body arrived: a connection that
+    dies midway (reset, a chunked body cut short, fewer bytes than its Content-Length) is a
+    DataError and leaves no file, partial or not."""
     deadline = time.monotonic() + 30 * timeout  # a trickling server must not hold us forever
+    chunks, size, announced = [], 0, None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
-            size = 0
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            announced = response.headers.get("Content-Length", "")
             while (chunk := response.read(1 << 16)) and size <= _MAX_DOWNLOAD:
-                size += out.write(chunk)
+                chunks.append(chunk)
+                size += len(chunk)
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"still downloading after {30 * timeout:g} s")
     except (OSError, http.client.HTTPException, ValueError) as e:  # URLError, timeouts: OSError
         if isinstance(e, urllib.error.HTTPError):
             e.close()  # an HTTPError holds the open response; unclosed, its socket leaks
             raise DataError(f"{url}: {e}") from e
+        if isinstance(e, http.client.IncompleteRead):  # a chunked body cut short
+            raise DataError(f"{url}: the connection closed after {size + len(e.partial)} "
+                            "bytes, before the end of the body") from e  # fmt: skip
         raise DataError(f"{url}: {getattr(e, 'reason', e)}") from e
     if size > _MAX_DOWNLOAD:
         raise DataError(f"{url}: more than {_MAX_DOWNLOAD} bytes, larger than any MNIST file")
+    # http.client's read(n) returns b"" when the connection closes before Content-Length
+    # bytes came, as at the real end of the body: only counting tells the two apart.
+    if announced and announced.isdigit() and size != int(announced):
+        raise DataError(f"{url}: the connection closed after {size} of the {announced} bytes "
+                        "the server announced")  # fmt: skip
+    write_bytes_atomic(dest, b"".join(chunks))
 
 
 def mirror_source(base_url: str, *, timeout: float = 5.0) -> Source:
@@ -259,7 +273,8 @@ def fetch_mnist(
                 write_bytes_atomic(cache_path, npz_bytes({**arrays, "source": np.array(origin)}))
                 written = cache_path
             except OSError as e:
-                log(f"MNIST: could not write the cache {cache_path}: {e}")
+                why = e.strerror if e.filename == str(cache_path) else e  # no path twice
+                log(f"MNIST: could not write the cache {cache_path}: {why}")
         x_train, y_train, x_test, y_test = (arrays[name] for name in NAMES)
         return MnistData(x_train, y_train, x_test, y_test, origin, written)
     raise DataError("MNIST: no source worked; tried:\n" + "\n".join(failures))

@@ -94,7 +94,8 @@ def cached_strings(
     try:
         save_digit_strings(path, strings)
     except OSError as e:
-        log(f"digit strings: could not write the cache {path}: {e}")
+        why = e.strerror if e.filename == str(path) else e  # the path once, not twice
+        log(f"digit strings: could not write the cache {path}: {why}")
     return strings
 
 

