@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from nn.op import Array
+from nn.parallel import add_into, for_slices
 
 ROWS_MIN_CS = 64
 """The row path needs an inner GEMM dimension C S of at least this. Thinner GEMMs (a first
@@ -40,8 +41,12 @@ def _gather_w(xp: Array, s: int, dw: int, q: int) -> Array:
     """(C, Hp, N, Wp) -> (C S, Hp N Q): row (c, j) holds ``xp[c, :, :, j dw : j dw + Q]``."""
     c, hp, n, _ = xp.shape
     xs = np.empty((c, s, hp, n, q), xp.dtype)  # (C, S, Hp, N, Q)
-    for j in range(s):  # S strided copies of rows of Q pixels
-        xs[:, j] = xp[..., j * dw : j * dw + q]
+
+    def gather(cs: slice) -> None:  # the channels cs: S strided copies of rows of Q pixels
+        for j in range(s):
+            xs[cs, j] = xp[cs, ..., j * dw : j * dw + q]
+
+    for_slices(gather, c, xs.size)
     return xs.reshape(c * s, hp * n * q)  # (CS, Hp N Q), no copy
 
 
@@ -56,15 +61,26 @@ def conv2d_rows(
     hp, wp = h + 2 * ph, wd + 2 * pw
     p, q = hp - dh * (r - 1), wp - dw * (s - 1)
     xp = np.zeros((c, hp, n, wp), x.dtype)  # (C, Hp, N, Wp), zero padding included
-    xp[:, ph : ph + h, :, pw : pw + wd] = x.transpose(1, 2, 0, 3)  # (N,C,H,W) -> (C,H,N,W)
+    xt = x.transpose(1, 2, 0, 3)  # (N, C, H, W) -> (C, H, N, W), a view
+
+    def pad(cs: slice) -> None:
+        xp[cs, ph : ph + h, :, pw : pw + wd] = xt[cs]
+
+    for_slices(pad, c, x.size)
     xs = _gather_w(xp, s, dw, q)  # (CS, Hp N Q)
     nq = n * q
     taps = w.transpose(2, 0, 1, 3).reshape(r, k, c * s)  # (R, K, CS), w's row i as a matrix
     yt = taps[0] @ xs[:, : p * nq]  # (K, CS) @ (CS, PNQ) -> (K, PNQ)
     for i in range(1, r):
-        yt += taps[i] @ xs[:, i * dh * nq : (i * dh + p) * nq]
+        add_into(yt, taps[i] @ xs[:, i * dh * nq : (i * dh + p) * nq])  # (K, CS) @ (CS, PNQ)
     y = np.empty((n, k, p, q), yt.dtype)  # (N, K, P, Q)
-    np.add(yt.reshape(k, p, n, q).transpose(2, 0, 1, 3), b[:, None, None], out=y)
+    y_t = y.transpose(1, 2, 0, 3)  # (K, P, N, Q) view of y
+    yt4 = yt.reshape(k, p, n, q)  # (K, P, N, Q)
+
+    def add_bias(ks: slice) -> None:
+        np.add(yt4[ks], b[ks, None, None, None], out=y_t[ks])
+
+    for_slices(add_bias, k, y.size)
     return y, xs
 
 
@@ -98,7 +114,14 @@ def conv2d_rows_vjp(
 def rows_of(g: Array) -> Array:
     """The cotangent (N, K, P, Q) in the row layout, (K, P N Q), contiguous."""
     n, k, p, q = g.shape
-    return np.ascontiguousarray(g.transpose(1, 2, 0, 3)).reshape(k, p * n * q)
+    gt = np.empty((k, p, n, q), g.dtype)  # (K, P, N, Q)
+    g_t = g.transpose(1, 2, 0, 3)  # (N, K, P, Q) -> (K, P, N, Q), a view
+
+    def copy(ks: slice) -> None:
+        gt[ks] = g_t[ks]
+
+    for_slices(copy, k, g.size)
+    return gt.reshape(k, p * n * q)
 
 
 def rows_input_grad(
@@ -121,10 +144,16 @@ def rows_input_grad(
     part = np.empty((c * s, p * nq), gt.dtype)  # (CS, PNQ), reused for every row i
     for i in range(r):
         np.matmul(taps_t[i], gt, out=part)  # (CS, K) @ (K, PNQ) -> (CS, PNQ)
-        dxs[:, i * dh * nq : (i * dh + p) * nq] += part
+        add_into(dxs[:, i * dh * nq : (i * dh + p) * nq], part)  # a (CS, PNQ) view of dxs
     dxs5 = dxs.reshape(c, s, hp, n, q)  # (C, S, Hp, N, Q)
     dxp = np.zeros((c, hp, n, wp), gt.dtype)  # (C, Hp, N, Wp): cotangent of xpad
-    for j in range(s):  # col2im along W only: S adds of rows of Q pixels
-        dxp[..., j * dw : j * dw + q] += dxs5[:, j]
-    # Crop the padding (not inputs) and return to NCHW, contiguous.
-    return np.ascontiguousarray(dxp[:, ph : ph + h, :, pw : pw + wd].transpose(2, 0, 1, 3))
+    dx = np.empty(input_shape, gt.dtype)  # (N, C, H, W)
+    dx_t = dx.transpose(1, 2, 0, 3)  # (C, H, N, W) view of dx
+
+    def col2im(cs: slice) -> None:  # the channels cs: S adds of rows of Q pixels along W
+        for j in range(s):
+            dxp[cs, ..., j * dw : j * dw + q] += dxs5[cs, j]
+        dx_t[cs] = dxp[cs, ph : ph + h, :, pw : pw + wd]  # crop the padding (not inputs)
+
+    for_slices(col2im, c, dxs.size)
+    return dx

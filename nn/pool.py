@@ -20,6 +20,7 @@ import numpy as np
 
 from nn.errors import DTypeError
 from nn.op import VJP, Array, op
+from nn.parallel import for_slices
 
 Pair = tuple[int, int]
 Geometry = tuple[int, int, int, int, int, int]
@@ -95,14 +96,15 @@ def _disjoint(geo: Geometry) -> bool:
 
 
 def _scatter(
-    part: Callable[[int], Array],
+    part: Callable[[int, slice], Array],
     shape: tuple[int, ...],
     dtype: Any,
     geo: Geometry,
     *,
     accumulate: bool,
 ) -> Array:
-    """dx with ``part(k)`` (N,C,P,Q) added at offset k of every window: the adjoint of `_at`.
+    """dx with ``part(k, ns)`` (n,C,P,Q) added at offset k of the windows of images ``ns``:
+    the adjoint of `_at`.
 
     Overlapping windows share pixels, so their parts must be summed (``accumulate``);
     disjoint windows can write each pixel once.
@@ -110,12 +112,16 @@ def _scatter(
     wh, ww, sh, sw, p, q = geo
     whole = (sh, sw) == (wh, ww) and shape[-2:] == (p * wh, q * ww)
     dx = np.empty(shape, dtype) if whole and not accumulate else np.zeros(shape, dtype)
-    for k, i, j in _offsets(geo):
-        view = _at(dx, i, j, geo)  # (N,C,P,Q), a view into dx
-        if accumulate:
-            view += part(k)
-        else:
-            view[...] = part(k)
+
+    def scatter(ns: slice) -> None:  # the images ns, on one thread (nn.parallel)
+        for k, i, j in _offsets(geo):
+            view = _at(dx[ns], i, j, geo)  # (n,C,P,Q), a view into dx
+            if accumulate:
+                view += part(k, ns)
+            else:
+                view[...] = part(k, ns)
+
+    for_slices(scatter, shape[0], int(np.prod(shape)))
     return dx
 
 
@@ -125,19 +131,26 @@ def _max_offsets(x: Array, geo: Geometry) -> tuple[Array, Array]:
     Works at any stride: overlapping windows only make the strided views share pixels.
     """
     wh, ww = geo[0], geo[1]
-    y = np.array(_at(x, 0, 0, geo))  # (N,C,P,Q), a copy: the running maximum
+    first = _at(x, 0, 0, geo)  # (N,C,P,Q), a view
+    y = np.empty(first.shape, x.dtype)  # the running maximum
     idx = np.zeros(y.shape, np.uint8 if wh * ww <= 256 else np.intp)  # (N,C,P,Q) offset k
-    buf = np.empty_like(y)  # (N,C,P,Q)
-    for k, i, j in _offsets(geo)[1:]:
-        np.copyto(buf, _at(x, i, j, geo))  # one strided read; the rest runs on contiguous data
-        # Strictly greater: a tie keeps the earlier offset, the first maximum in row-major
-        # order. k exceeds every index so far, so max(idx, k * wins) sets k where buf wins.
-        wins = buf > y
-        np.maximum(idx, wins * idx.dtype.type(k), out=idx)
-        np.maximum(y, buf, out=y)  # propagates NaN, which ">" never lets win
-    if (nan := np.isnan(y)).any():  # rare: route each NaN window to its first NaN, as argmax does
-        for k, i, j in reversed(_offsets(geo)):
-            idx[nan & np.isnan(_at(x, i, j, geo))] = k
+
+    def run(ns: slice) -> None:  # the images ns, on one thread (nn.parallel)
+        xs, ys, ids = x[ns], y[ns], idx[ns]
+        ys[...] = first[ns]
+        buf = np.empty_like(ys)  # (n,C,P,Q)
+        for k, i, j in _offsets(geo)[1:]:
+            np.copyto(buf, _at(xs, i, j, geo))  # one strided read; the rest is contiguous
+            # Strictly greater: a tie keeps the earlier offset, the first maximum in row-major
+            # order. k exceeds every index so far, so max(idx, k * wins) sets k where buf wins.
+            wins = buf > ys
+            np.maximum(ids, wins * ids.dtype.type(k), out=ids)
+            np.maximum(ys, buf, out=ys)  # propagates NaN, which ">" never lets win
+        if (nan := np.isnan(ys)).any():  # rare: each NaN window to its first NaN, as argmax
+            for k, i, j in reversed(_offsets(geo)):
+                ids[nan & np.isnan(_at(xs, i, j, geo))] = k
+
+    for_slices(run, len(x), x.size)
     return y, idx
 
 
@@ -174,12 +187,13 @@ def max_pool2d(x: Array, *, window: Any = 2, stride: Any = None) -> tuple[Array,
     def vjp(g: Array) -> tuple[Array]:
         finite = bool(np.isfinite(g).all())
 
-        def part(k: int) -> Array:
-            hit = idx == k  # (N,C,P,Q): the windows whose first maximum is at offset k
+        def part(k: int, ns: slice) -> Array:
+            hit = idx[ns] == k  # (n,C,P,Q): the windows whose first maximum is at offset k
             # A 0/1 mask times g is branch-free, ~10x faster than np.where on a random mask;
             # but 0 * inf is NaN, so an infinite g takes the exact selection.
-            out: Array = np.multiply(hit, g) if finite else np.where(hit, g, 0).astype(g.dtype)
-            return out  # (N,C,P,Q)
+            gs = g[ns]
+            out: Array = np.multiply(hit, gs) if finite else np.where(hit, gs, 0).astype(g.dtype)
+            return out  # (n,C,P,Q)
 
         return (_scatter(part, x.shape, g.dtype, geo, accumulate=not _disjoint(geo)),)
 
@@ -215,7 +229,9 @@ def avg_pool2d(x: Array, *, window: Any = 2, stride: Any = None) -> tuple[Array,
     def vjp(g: Array) -> tuple[Array]:
         share = g / count  # (N,C,P,Q): every pixel of a window gets the same share
 
-        return (_scatter(lambda _: share, x.shape, g.dtype, geo, accumulate=not _disjoint(geo)),)
+        return (
+            _scatter(lambda _, ns: share[ns], x.shape, g.dtype, geo, accumulate=not _disjoint(geo)),
+        )
 
     return y, vjp
 

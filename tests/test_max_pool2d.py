@@ -249,7 +249,7 @@ def test_fast_path_equals_general_path(case):
     _, k = _max_offsets(x, geo)
     g = np.arange(1.0, k.size + 1).reshape(k.shape)
     write, add = (
-        _scatter(lambda j: np.where(k == j, g, 0), x.shape, g.dtype, geo, accumulate=a)
+        _scatter(lambda j, ns: np.where(k[ns] == j, g[ns], 0), x.shape, g.dtype, geo, accumulate=a)
         for a in (False, True)
     )
     np.testing.assert_array_equal(write, add)
