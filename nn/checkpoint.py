@@ -27,12 +27,14 @@ import json
 import os
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nn.atomic import npz_bytes, sha256_bytes, write_bytes_atomic, write_text_atomic
+from nn.digit_strings_io import read_npy
 from nn.errors import DataError, DTypeError
 
 __all__ = ["FORMAT_VERSION", "load_checkpoint", "save_checkpoint"]
@@ -112,8 +114,10 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> tuple[Arrays, Arrays, 
         raise DataError(f"{directory}: not a checkpoint: {what} {JSON_NAME}")
     try:
         record = json.loads(json_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{json_path}: not valid JSON ({error})") from None
+    # ValueError: bad UTF-8, bad JSON, or an integer of more than 4300 digits;
+    # RecursionError: arrays or objects nested thousands deep
+    except (ValueError, RecursionError) as error:
+        raise DataError(f"{json_path}: not valid JSON ({type(error).__name__}: {error})") from None
     if not isinstance(record, dict) or record.get("format") != "nn-checkpoint":
         raise DataError(f'{json_path}: not an nn checkpoint (it lacks "format": "nn-checkpoint")')
     if record.get("version") != FORMAT_VERSION:
@@ -150,10 +154,14 @@ def _read_arrays(data: bytes, path: Path) -> tuple[Arrays, Arrays]:
                 prefix, _, name = member.removesuffix(".npy").partition("/")
                 if not member.endswith(".npy") or prefix not in groups or not name:
                     raise DataError(f"{path}: unexpected member {member!r} (not params/* or opt/*)")
-                with archive.open(member) as f:
-                    groups[prefix][name] = np.lib.format.read_array(f, allow_pickle=False)
+                try:
+                    groups[prefix][name] = read_npy(archive.read(member))  # memory: what is there
+                except ValueError as error:
+                    raise DataError(f"{path}: unreadable npz member {member!r} ({error})") from None
     except DataError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise DataError(f"{path}: unreadable npz ({error})") from None
+    # RuntimeError: an encrypted member; NotImplementedError (a RuntimeError): an unknown
+    # compression method or zip version; zlib.error: a damaged deflate stream.
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, RuntimeError) as error:
+        raise DataError(f"{path}: unreadable npz ({type(error).__name__}: {error})") from None
     return groups["params"], groups["opt"]

@@ -37,6 +37,8 @@ IDX_TYPES: dict[int, np.dtype] = {
 _CHUNK = 1 << 20
 # NumPy cannot index more bytes than its signed index type holds; a header claiming more is absurd.
 _MAX_BYTES = int(np.iinfo(np.intp).max)
+# The most dims a NumPy array has (NPY_MAXDIMS), while the header's byte allows 255.
+_MAX_DIMS = 64 if int(np.__version__.split(".")[0]) >= 2 else 32
 
 
 def _known_types() -> str:
@@ -101,12 +103,19 @@ def _read(f: io.BufferedIOBase, path: str | os.PathLike[str]) -> np.ndarray:
             f"file holds {len(raw_dims)}"
         )
     shape = struct.unpack(f">{ndim}I", raw_dims)
+    if ndim > _MAX_DIMS:
+        raise DataError(
+            f"{name}: header claims {ndim} dims, more than a NumPy array has ({_MAX_DIMS})"
+        )
     dtype = IDX_TYPES[code]
     n_bytes = math.prod(shape) * dtype.itemsize  # Python ints: exact, cannot overflow
-    if n_bytes > _MAX_BYTES:
+    # NumPy refuses a shape whose nonzero dims overflow even when another dim is 0 (no data).
+    extent = math.prod(max(d, 1) for d in shape) * dtype.itemsize
+    if extent > _MAX_BYTES:
+        claim = f"{n_bytes} bytes of data" if n_bytes else f"no data but dims of {extent} bytes"
         raise DataError(
-            f"{name}: header dims {shape} of {dtype.newbyteorder('=').name} claim {n_bytes} "
-            f"bytes of data, more than an array can hold ({_MAX_BYTES})"
+            f"{name}: header dims {shape} of {dtype.newbyteorder('=').name} claim {claim}, "
+            f"more than an array can hold ({_MAX_BYTES})"
         )
     held = None if isinstance(f, gzip.GzipFile) else os.fstat(f.fileno()).st_size - 4 - 4 * ndim
     if held is not None and held < n_bytes:  # refused before reading or allocating anything
