@@ -172,11 +172,22 @@ def parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument(
         "--seed",
-        type=int,
+        type=_seed,
         metavar="S",
         help="the initialization seed of a config's weights (default: its [train] seed)",
     )
     return top
+
+
+def _seed(text: str) -> int:
+    """An argparse type: an integer >= 0 (NumPy refuses negative seeds with its own words)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, received {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -188,7 +188,9 @@ class Config:
              "constant | step | cosine"),
             ("schedule", "every_epochs", s.every_epochs >= 1, "an integer >= 1"),
             ("schedule", "gamma", 0 < s.gamma <= 1, "in (0, 1]"),
-            ("schedule", "final_lr", 0 <= s.final_lr <= o.lr, "in [0, optimizer.lr]"),
+            # an lr out of range is named above: final_lr is not blamed for it as well
+            ("schedule", "final_lr", 0 <= s.final_lr <= o.lr or not 0 <= o.lr < math.inf,
+             "in [0, optimizer.lr]"),
             ("train", "epochs", t.epochs >= 1, "an integer >= 1"),
             ("train", "batch_size", t.batch_size >= 1, "an integer >= 1"),
             ("train", "validation", t.validation >= 0, "an integer >= 0"),

@@ -160,6 +160,11 @@ def readings_to_labels(readings: Sequence[Reading], length: int | None = None) -
     >>> readings_to_labels(best_path(np.log([[[0.9, 0.1]], [[0.2, 0.8]]])), length=2).tolist()
     [[0, -1], [-1, -1]]
     """
+    if bad := [type(r).__name__ for r in readings if not isinstance(r, Reading)]:
+        raise TypeError(
+            f"readings_to_labels: readings must be Readings (from best_path or beam_search), "
+            f"received {bad[0]}"
+        )
     longest = max((len(r.labels) for r in readings), default=0)
     width = longest if length is None else _integer(length)
     if width is None or width < 0:

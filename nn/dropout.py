@@ -7,6 +7,7 @@ sees a fixed function and a training step can be replayed exactly.
 
 from __future__ import annotations
 
+import operator
 from numbers import Real
 from typing import Any
 
@@ -47,7 +48,23 @@ def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], rate: float) 
             f"received {type(rng).__name__}"
         )
     rate = _check_rate("dropout_mask", rate)
-    return np.asarray(rng.random(shape) >= rate)  # P(u >= rate) = 1 - rate
+    return np.asarray(rng.random(_check_shape(shape)) >= rate)  # P(u >= rate) = 1 - rate
+
+
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    """``shape`` as a tuple of integers >= 0 (an integer is a 1-d shape), or a ``ValueError``."""
+    dims = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    try:
+        if isinstance(dims, (str, bytes)) or any(isinstance(d, (bool, np.bool_)) for d in dims):
+            raise TypeError
+        out = tuple(operator.index(d) for d in dims)
+    except TypeError:
+        out = (-1,)
+    if any(d < 0 for d in out):
+        raise ValueError(
+            f"dropout_mask: shape must be a tuple of integers >= 0 (x.shape), received {shape!r}"
+        )
+    return out
 
 
 def _random_mask(rng: np.random.Generator, x: Array) -> dict[str, Any]:

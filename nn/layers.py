@@ -133,7 +133,7 @@ class Dense(Layer):
         return (*_rows_or_sequence(in_shape)[:-1], self.units)  # (D,) -> (M,); (T, D) -> (T, M)
 
     def apply(self, params: Params, x: Array) -> tuple[Array, LayerVJP]:
-        if x.ndim != 3:
+        if np.ndim(x) != 3:  # np.ndim: a list goes on to linear, which names it
             y, vjp = linear(x, params["w"], params["b"])  # (N, D) -> (N, M)
             return y, lambda g: _named(vjp(g))
         # A sequence: every position is one more row for the same w and b. One matrix product

@@ -28,7 +28,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from nn import activations
+from nn import activations, inputs
 from nn.errors import DataError, ShapeError, VerificationError
 from nn.layers import Activation, Dense, Layer, LayerVJP, Params, Shape, State
 from nn.losses import mean_squared_error, softmax_cross_entropy
@@ -98,7 +98,7 @@ class Sequential:
         self._param_shapes: dict[str, Shape] | None = None  # from the layers' init, on first use
         # A first layer whose vjp can skip dx (Conv2D.input_grad_optional): the input is data.
         self._first_skips_dx = bool(getattr(self.layers[0], "input_grad_optional", False))
-        self.input_shape = tuple(int(d) for d in input_shape)
+        self.input_shape = inputs.check_input_shape(input_shape)
         self.shapes = [self.input_shape]  # shapes[i] is layer i's input shape (no batch axis)
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
@@ -117,6 +117,11 @@ class Sequential:
                     f"model: layer {i} ({layer.name}) cannot take inputs "
                     f"(N, {', '.join(map(str, self.shapes[-1]))}): {e}{_signatures(layer)}"
                 ) from None
+        if self.loss_name == "ctc" and len(self.shapes[-1]) != 2:
+            raise ShapeError(
+                f"Sequential: loss 'ctc' reads outputs (T, K), one column of K scores per step "
+                f"(the blank last), but the last layer gives {self.shapes[-1]}"
+            )
         self.names = [f"{layer.name}{i}" for i, layer in enumerate(self.layers)]
         for name in self.names:  # parameters are found by "<name>.<key>": names must be clean
             if "." in name or self.names.count(name) > 1:
@@ -136,7 +141,8 @@ class Sequential:
 
     def init(self, seed: int | np.random.Generator, dtype: Any = np.float32) -> Params:
         """Fresh parameters, ``"<layer name><index>.<param>"`` -> array, drawn from ``seed``."""
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        rng = inputs.check_seed("model.init", seed)
+        dtype = inputs.check_float_dtype("model.init", dtype)
         params: Params = {}
         for name, layer, shape in zip(self.names, self.layers, self.shapes, strict=False):
             for key, value in layer.init(rng, shape, dtype).items():
@@ -169,16 +175,13 @@ class Sequential:
         each one and keeps none, so memory stays what training needs), and
         ``vjp(g, cotangents=a_list)`` appends the cotangent of each layer's input, from the
         last layer down."""
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise ShapeError(
-                f"model: x must have shape (N, {', '.join(map(str, self.input_shape))}), "
-                f"received {x.shape}"
-            )
+        inputs.check_inputs(self, x)
         state = self._check_state(state)
         if self._param_shapes is None:
             self._param_shapes = param_shapes(self)
+        inputs.check_mapping("model", "params", params)
         check_params(self, params, self._param_shapes)
-        gen = np.random.default_rng(rng) if isinstance(rng, (int, np.integer)) else rng
+        gen = inputs.check_rng(rng)
         vjps: list[LayerVJP] = []
         new_state: State = {}
         for name, layer in zip(self.names, self.layers, strict=True):
@@ -232,7 +235,7 @@ class Sequential:
     ) -> tuple[float, Params, Array, State]:
         """:meth:`loss`, the network's outputs (N, K), which the trainer scores, and the state
         after the batch; ``observe`` as in :meth:`forward`."""
-        x, y = batch
+        x, y = inputs.check_batch(batch)
         out, vjp, new_state = self.forward(
             params, x, state=state, train=train, rng=rng, observe=observe
         )  # (N, K)
@@ -247,6 +250,7 @@ class Sequential:
         (N, L, K) and strings (N, L): ``(value, vjp)``."""
         if self.loss_fn is not None:
             return self.loss_fn(out, y)
+        inputs.check_labels(self.loss_name, out, y)
         if self.loss_name == "ctc":
             return ctc_of_logits(out, y)
         if self.loss_name == "softmax_cross_entropy" and out.ndim == 3:
@@ -260,6 +264,8 @@ class Sequential:
         """(N,) bool: which outputs read their label exactly: a class for outputs (N, K),
         every head for (N, L, K), the whole string for ``ctc`` (:func:`~nn.string_losses.
         strings_read_right`). An output with a NaN or inf reads nothing right."""
+        inputs.check_labels(self.loss_name, out, y)
+        inputs.check_classes(out, y)
         if self.loss_name == "ctc":
             return strings_read_right(out, y)
         found = out.argmax(axis=-1)  # (N,) or (N, L)
@@ -271,12 +277,14 @@ class Sequential:
     ) -> Array:
         """The network's outputs, ``(N, *model.shapes[-1])``, in inference mode, in batches
         to bound memory."""
-        starts = range(0, len(x), batch_size)
+        inputs.check_inputs(self, x)
+        starts = range(0, len(x), inputs.check_batch_size(batch_size))
         outs = [self.forward(params, x[i : i + batch_size], state=state)[0] for i in starts]
         return np.concatenate(outs) if outs else np.zeros((0, *self.shapes[-1]), x.dtype)
 
     def _check_state(self, state: State | None) -> State:
         state = {} if state is None else state
+        inputs.check_mapping("model", "state", state)
         if missing := [k for k in self.state_names if k not in state]:
             raise ValueError(
                 f"model: state must hold the running statistics {missing} (from "

@@ -153,4 +153,6 @@ def _real(v: Any) -> bool:
 
 
 def _as_images(x: Array) -> Array:
-    return x if x.ndim == 4 else x.reshape(*x.shape, 1, 1)  # (N, D) -> (N, D, 1, 1)
+    if not isinstance(x, np.ndarray) or x.ndim == 4:
+        return x  # not an array: the op refuses it by name
+    return x.reshape(*x.shape, 1, 1)  # (N, D) -> (N, D, 1, 1)

@@ -11,7 +11,12 @@ The :func:`op` decorator registers an op with its spec id, its shape signature i
 NumPy's generalized-ufunc notation (``"(n,d),(d,m),(m)->(n,m)"``), whether it is
 complex-safe and where its kinks are, and it checks every call against the signature
 so that a bad shape raises :class:`~nn.errors.ShapeError` naming the op, the signature
-and the shapes received, instead of a bare NumPy broadcasting error deep inside.
+and the shapes received, instead of a bare NumPy broadcasting error deep inside. The
+arrays must be float32 or float64 (complex64 or complex128 only for a complex-safe op) and
+share one dtype, else :class:`~nn.errors.DTypeError`; a missing or misspelt keyword
+argument is a ``TypeError`` that lists the ones the op takes. Values are not checked: a NaN
+or an inf goes through the IEEE arithmetic as in NumPy, under the caller's ``np.errstate``
+(the trainer's guard is what names them; docs/bad-input.md).
 
 Loop dimensions follow gufunc rules: leading dimensions outside the core ones
 broadcast against each other, and a vjp sums a cotangent back over the dimensions its
@@ -226,13 +231,16 @@ def op(
         name = fn.__name__
         params = inspect.signature(fn).parameters.values()
         names = tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
+        keywords = _Keywords.of(name, params)
 
         @functools.wraps(fn)
         def checked(*arrays: Any, **kwargs: Any) -> tuple[Array, VJP]:
             # A NumPy scalar (what 0-d arithmetic returns) is a 0-d array to us.
             arrays = tuple(np.asarray(a) if isinstance(a, np.generic) else a for a in arrays)
-            _check_arrays(name, names, arrays)
+            _check_arrays(name, names, arrays, complex_safe)
+            keywords.check_missing(kwargs)
             shape = REGISTRY[name].output_shape([a.shape for a in arrays], kwargs)
+            keywords.check_unknown(kwargs)  # after derive: conv2d's names its own
             out, vjp = fn(*arrays, **kwargs)
             out = np.asarray(out)  # NumPy turns 0-d results into scalars; the contract says arrays
             if sig.derived and out.shape != shape:  # a derive that disagrees with the op
@@ -275,7 +283,51 @@ def _arg_label(i: int, names: tuple[str, ...]) -> str:
     return f"argument {i} ({names[i]})" if i < len(names) else f"argument {i}"
 
 
-def _check_arrays(name: str, names: tuple[str, ...], arrays: tuple[Any, ...]) -> None:
+#: The dtypes an op computes in: float32 for training, float64 (and complex128, for the
+#: complex step of a complex-safe op) for verification. float16 and long double are refused:
+#: the protocol's tolerances were measured for these four only, and float16's range
+#: (65504) and 11-bit mantissa break softmax sums and gradient checks silently.
+DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
+
+
+@dataclass(frozen=True)
+class _Keywords:
+    """An op's keyword-only (static) arguments, to name a missing or a misspelt one."""
+
+    op: str
+    accepted: tuple[str, ...]
+    required: frozenset[str]
+    open: bool  # the op takes **kwargs
+
+    @classmethod
+    def of(cls, op: str, params: Any) -> _Keywords:
+        params = list(params)
+        kw = [p for p in params if p.kind is p.KEYWORD_ONLY]
+        return cls(
+            op, tuple(p.name for p in kw), frozenset(p.name for p in kw if p.default is p.empty),
+            any(p.kind is p.VAR_KEYWORD for p in params),
+        )  # fmt: skip
+
+    def check_missing(self, kwargs: dict[str, Any]) -> None:
+        """Before a derive function reads them: it would be blamed, by its private name."""
+        if missing := sorted(self.required - kwargs.keys()):
+            raise TypeError(
+                f"{self.op}: missing keyword argument(s) {missing}; it takes "
+                f"{list(self.accepted)}, received {sorted(kwargs)}"
+            )
+
+    def check_unknown(self, kwargs: dict[str, Any]) -> None:
+        """Python's own message, plus the keywords the op does take."""
+        if not self.open and (unknown := sorted(kwargs.keys() - set(self.accepted))):
+            takes = f"it takes {list(self.accepted)}" if self.accepted else "it takes none"
+            raise TypeError(
+                f"{self.op}() got an unexpected keyword argument {unknown[0]!r}; {takes}"
+            )
+
+
+def _check_arrays(
+    name: str, names: tuple[str, ...], arrays: tuple[Any, ...], complex_safe: bool = True
+) -> None:
     def arg(i: int) -> str:
         return _arg_label(i, names)
 
@@ -285,9 +337,16 @@ def _check_arrays(name: str, names: tuple[str, ...], arrays: tuple[Any, ...]) ->
                 f"{name}: {arg(i)} must be a NumPy array of floats, received "
                 f"{type(a).__name__}; convert it with np.asarray(..., dtype=np.float32)"
             )
-        if a.dtype.kind not in "fc":
+        if a.dtype not in DTYPES:
             raise DTypeError(
-                f"{name}: {arg(i)} must have a floating (or complex) dtype, received {a.dtype}"
+                f"{name}: {arg(i)} must have a floating dtype, float32 or float64 (complex64 or "
+                f"complex128 where the op is complex-safe), received {a.dtype}"
+            )
+        if a.dtype.kind == "c" and not complex_safe:
+            label = names[i] if i < len(names) else f"argument {i}"
+            raise DTypeError(
+                f"{name}: {label} must be real, float32 or float64: {name} is not complex-safe "
+                f"(its complex_safe is False), received {a.dtype}"
             )
     if len({a.dtype for a in arrays}) > 1:
         got = ", ".join(f"{arg(i)} {a.dtype}" for i, a in enumerate(arrays))

@@ -17,11 +17,12 @@ import numpy as np
 from nn.activations import log_softmax
 from nn.build import images_to_inputs
 from nn.decode import Reading, beam_search, best_path
-from nn.errors import DataError
+from nn.errors import DataError, ShapeError
+from nn.inputs import as_integer, check_scored
 from nn.layers import Params, State
 from nn.model import Sequential
 from nn.op import Array
-from nn.run import light_background, read_picture
+from nn.run import Trained, light_background, read_picture
 from nn.string_metrics import character_error_rate, label_strings, strings_match
 from nn.train import mean_loss
 
@@ -33,7 +34,13 @@ def read_outputs(model: Sequential, out: Array, *, decoder: str = "best_path",
                  beam: int = 8) -> list[Reading]:  # fmt: skip
     """The strings that outputs (N, T, K) of a CTC model, or (N, L, K) of one with heads, read."""
     if decoder not in DECODERS:
-        raise DataError(f"decoder must be one of {DECODERS}, received {decoder!r}")
+        raise DataError(f"read_outputs: decoder must be one of {DECODERS}, received {decoder!r}")
+    out = np.asarray(out)
+    if out.dtype.kind != "f" or out.ndim != 3:
+        raise ShapeError(
+            f"read_outputs: out must be float outputs (N, T, K) of a CTC model or (N, L, K) of "
+            f"one with heads, received {out.dtype} {out.shape}"
+        )
     log_probs = log_softmax(out.astype(np.float64))[0]  # (N, T, K) or (N, L, K)
     if model.loss_name == "ctc":
         return best_path(log_probs) if decoder == "best_path" else beam_search(log_probs, beam=beam)
@@ -55,6 +62,7 @@ def score_strings(
 ) -> dict[str, Any]:
     """Whole-string accuracy, character error rate, accuracy by length, the mean loss and the
     first misread strings, on images (N, H, W) of strings labelled (N, L)."""
+    check_scored(images, labels)
     out = model.predict(params, images_to_inputs(images, model.input_shape), state=state)
     readings = read_outputs(model, out, decoder=decoder, beam=beam)
     read = [r.labels for r in readings]
@@ -86,6 +94,11 @@ def read_number(trained: Any, path: str | Path, *, decoder: str = "beam_search",
     background (a light background is inverted), then fitted into the model's canvas: scaled
     down if it is taller than the canvas, and padded with background to its size.
     """
+    if not isinstance(trained, Trained):
+        raise TypeError(
+            f"read_number: trained must be a run's model, nn.run.load_model(RUN), received "
+            f"{type(trained).__name__}"
+        )
     if trained.cfg.data.name != "digit_strings":  # an MLP's (784,) or a CNN's (N, 10): no string
         raise DataError(
             f"{path}: the run's model reads single digits ([data] name = "
@@ -112,6 +125,12 @@ def fit_to_canvas(image: Array, height: int, width: int, *, where: str = "image"
     """``image`` (h, w) uint8, light ink on dark, made to look like a training string: cropped
     to its ink, scaled (smoothly, :func:`resize`) so the ink is ``INK_HEIGHT`` pixels tall, or
     less if it would not fit, and centred on a black (height, width) canvas."""
+    _check_image("fit_to_canvas", image)
+    if as_integer(height) is None or as_integer(width) is None or min(height, width) < 3:
+        raise ValueError(
+            f"fit_to_canvas: height and width must be integers >= 3 (the ink and a pixel of "
+            f"margin on each side), received {height!r} and {width!r}"
+        )
     ink = image > INK  # (h, w)
     if not ink.any():
         raise DataError(f"{where}: no ink found (no pixel brighter than {INK} of 255 after "
@@ -130,6 +149,9 @@ def fit_to_canvas(image: Array, height: int, width: int, *, where: str = "image"
 def resize(image: Array, h: int, w: int) -> Array:
     """``image`` (H, W) uint8 resampled to (h, w) by a separable linear (tent) filter whose
     width grows with the shrink factor, so shrinking averages rather than skips pixels."""
+    _check_image("resize", image)
+    if as_integer(h) is None or as_integer(w) is None or min(h, w) < 1:
+        raise ValueError(f"resize: h and w must be integers >= 1, received {h!r} and {w!r}")
     rows, cols = _tent(h, image.shape[0]), _tent(w, image.shape[1])  # (h, H), (w, W)
     values = rows @ image.astype(np.float64) @ cols.T  # (h, w) convex combinations of 0..255
     return np.clip(np.floor(values + 0.5), 0, 255).astype(np.uint8)
@@ -143,3 +165,16 @@ def _tent(n_out: int, n_in: int) -> Array:
     tent = 1 - np.abs(np.arange(n_in)[None, :] - centres[:, None]) / max(step, 1.0)
     weights = np.maximum(tent, 0)  # (n_out, n_in); every row has an input within 1 of its centre
     return np.asarray(weights / weights.sum(axis=1, keepdims=True))
+
+
+def _check_image(who: str, image: Any) -> None:
+    """A gray picture: uint8 (H, W) with at least one pixel."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 2:
+        got = (
+            f"{image.dtype} {image.shape}"
+            if isinstance(image, np.ndarray)
+            else type(image).__name__
+        )
+        raise DataError(f"{who}: image must be gray uint8 pixels (H, W), received {got}")
+    if not image.size:
+        raise DataError(f"{who}: image has no pixels, received shape {image.shape}")

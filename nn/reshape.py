@@ -89,8 +89,9 @@ def columns(x: Array) -> tuple[Array, VJP]:
     return y, vjp
 
 
-def _unflatten_shape(sizes: dict[str, int], *, shape: tuple[int, int]) -> dict[str, int]:
+def _unflatten_shape(sizes: dict[str, int], **static: Any) -> dict[str, int]:
     """``{"a": A, "b": B}`` from the static ``shape``; a ShapeError unless ``A B = D``."""
+    shape = static["shape"]  # nn.op checks that it is given, and refuses any other keyword
     a, b = _pair_of_ints(shape)
     if a * b != sizes["d"]:
         raise ShapeError(

@@ -27,6 +27,7 @@ from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.config import Config
 from nn.datasets import load_dataset
 from nn.errors import DataError
+from nn.inputs import check_scored
 from nn.layers import Params, State
 from nn.metrics import accuracy, confusion_matrix, per_class_accuracy
 from nn.model import Sequential
@@ -59,6 +60,8 @@ def train_run(
     run_dir = Path(run_dir)
     cfg = read_config(run_dir) if resume else cfg.check()  # bad values fail before any download
     model = build_model(cfg)
+    if not resume and run_dir.exists() and not run_dir.is_dir():
+        raise DataError(f"run folder {run_dir} is a file, not a folder; choose another --out")
     if not resume:
         try:  # claim the folder: of two runs started into it, exactly one gets it
             create_bytes_exclusive(run_dir / "config.toml", cfg.to_toml().encode("utf-8"))
@@ -116,6 +119,7 @@ def score(
     state: State | None = None,
 ) -> dict[str, Any]:
     """Loss, accuracy, per-class accuracy and confusion matrix on a labelled set."""
+    check_scored(images, labels)
     out = model.predict(params, images_to_inputs(images, model.input_shape), state=state)
     predicted = out.argmax(axis=1)
     k = model.classes
@@ -212,6 +216,8 @@ def read_images(path: str | Path) -> Array:
         raise DataError(f"{path}: expected a .png or .npy file, found suffix {path.suffix!r}")
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DataError(f"{path}: images must be 28x28 pixels, found shape {images.shape}")
+    if not len(images):
+        raise DataError(f"{path}: holds no images, found shape {images.shape}")
     return images
 
 

@@ -15,6 +15,7 @@ same order as an uninterrupted run: the final weights are bitwise equal (tested 
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from nn.config import Config
 from nn.errors import DataError, DivergenceError, HealthWarning
 from nn.guard import Guard
 from nn.health import RATIO_EVERY, EpochHealth, health_warnings, layer_names
+from nn.inputs import as_integer, check_training_data
 from nn.layers import Params, State
 from nn.model import Sequential
 from nn.op import Array
@@ -85,22 +87,28 @@ def train(
     issued as :class:`~nn.errors.HealthWarning`. ``guarded=False`` only checks the loss and
     records no health: it exists to measure the guard's cost (``bench/guard_cost.py``).
     """
+    if not isinstance(cfg, Config):
+        raise TypeError(f"train: cfg must be an nn.config.Config, received {type(cfg).__name__}")
     t = cfg.train
     cfg.check()
-    if stop_after is not None and stop_after < 1:
-        raise DataError(f"stop_after must be an epoch >= 1, received {stop_after}")
-    if x_train.dtype != np.uint8:
-        raise DataError(f"x_train must be uint8 pixels 0..255, received dtype {x_train.dtype}")
-    if len(x_train) != len(y_train):
-        raise DataError(f"x_train has {len(x_train)} images but y_train {len(y_train)} labels")
+    if stop_after is not None and (as_integer(stop_after) is None or stop_after < 1):
+        raise DataError(f"stop_after must be an epoch >= 1, received {stop_after!r}")
+    if run_dir is not None and not isinstance(run_dir, (str, os.PathLike)):
+        raise TypeError(f"train: run_dir must be a folder path, received {type(run_dir).__name__}")
+    if resume and run_dir is None:
+        raise DataError("resume needs the run folder to resume from")
+    model, opt = model or build_model(cfg), build_optimizer(cfg)
+    check_training_data(cfg.data.name == "digit_strings", model, x_train, y_train)
+    if not len(x_train):
+        raise DataError(
+            f"x_train holds no images (N = 0); training needs at least [train] validation + 1 "
+            f"= {t.validation + 1}"
+        )
     if not t.validation < len(x_train):
         raise DataError(
             f"[train] validation must be in 0..{len(x_train) - 1}, found {t.validation}"
         )
-    if resume and run_dir is None:
-        raise DataError("resume needs the run folder to resume from")
     n = len(x_train) - t.validation
-    model, opt = model or build_model(cfg), build_optimizer(cfg)
     check_batch_norm_batches(model, n, t.batch_size)
     x_val, y_val = images_to_inputs(x_train[n:], model.input_shape), y_train[n:]
     images = x_train[:n]  # uint8 (n, H, W): converted to floats a batch at a time, so a
@@ -260,6 +268,8 @@ def evaluate_loss(
 
 def mean_loss(model: Sequential, out: Array, y: Array, batch_size: int = 1000) -> float:
     """The model's loss averaged over all N outputs (N, ...), in batches of ``batch_size``."""
+    if not len(out):
+        raise DataError("mean_loss: out holds no outputs (N = 0): a mean over nothing is undefined")
     total = 0.0
     for i in range(0, len(out), batch_size):
         value, _ = model.loss_value(out[i : i + batch_size], y[i : i + batch_size])
