@@ -60,6 +60,8 @@ def build_torch(layers: list[dict[str, Any]], in_shape: tuple[int, ...] = (1, 28
             mod = nn.ReLU()
         elif kind == "flatten":
             mod = nn.Flatten()
+        elif kind == "columns":  # (N, C, H, W) -> (N, W, C*H), as nn.reshape.columns
+            mod = _Columns()
         elif kind == "dropout":
             mod = nn.Dropout(spec["rate"])
         elif kind == "batch_norm":
@@ -75,6 +77,17 @@ def build_torch(layers: list[dict[str, Any]], in_shape: tuple[int, ...] = (1, 28
         mods.append(mod)
         x = mod(x)
     return nn.Sequential(*mods)
+
+
+def _Columns() -> Any:  # a module class, made when torch is importable
+    from torch import nn
+
+    class Columns(nn.Module):  # type: ignore[misc]
+        def forward(self, x: Any) -> Any:
+            n, c, h, w = x.shape
+            return x.permute(0, 3, 1, 2).reshape(n, w, c * h)
+
+    return Columns()
 
 
 def make_torch_optimizer(model: Any, name: str, lr: float, weight_decay: float = 0.0) -> Any:
