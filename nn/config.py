@@ -123,11 +123,7 @@ class Config:
     @classmethod
     def from_toml(cls, text: str, source: str = "<config>") -> Config:
         """Parse and check a TOML document; ``source`` names it in errors."""
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise DataError(f"config {source}: not valid TOML: {e}") from e
-        return cls.from_dict(doc, source)
+        return cls.from_dict(_parse_toml(text, f"config {source}"), source)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], source: str = "<config>") -> Config:
@@ -162,7 +158,10 @@ class Config:
         and what was found (types are checked when the file is read)."""
         m, o, s, t, d = self.model, self.optimizer, self.schedule, self.train, self.data
         activations = ("relu", "sigmoid", "tanh")
-        side = math.floor(28 * max(d.scale_max, 0) + 0.5)  # a scaled digit's side, as drawn
+        # a scaled digit's side, as drawn; None when it is not a finite number of pixels
+        # (scale_max is blamed for that, and height and width are not checked against it)
+        reach = 28 * d.scale_max
+        side = math.floor(max(reach, 0) + 0.5) if math.isfinite(reach) else None
         layers = [f"[model] layers[{i}] {p}" for i, spec in enumerate(m.layers)
                   if (p := layer_problem(spec))]  # fmt: skip
         inits = ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform")
@@ -209,12 +208,18 @@ class Config:
              "an integer in 1..max_length"),
             ("data", "train_strings", d.name == "mnist" or d.train_strings > t.validation,
              "more than [train] validation (the held-out strings are part of them)"),
-            ("data", "height", d.height >= side, f"an integer >= {side} (a digit at scale_max)"),
-            ("data", "width", d.width >= d.max_length - 1 + side,
+            ("data", "height", side is None or d.height >= side,
+             f"an integer >= {side} (a digit at scale_max)"),
+            ("data", "width", side is None or d.width >= d.max_length - 1 + side,
              f"an integer >= max_length - 1 + {side} (any string must fit)"),
             ("data", "gap_max", d.gap_min <= d.gap_max, "an integer >= gap_min"),
             ("data", "jitter", d.jitter >= 0, "an integer >= 0"),
-            ("data", "scale_min", 0 < d.scale_min <= d.scale_max, "in (0, scale_max]"),
+            # a scale_max that is not finite is named below: scale_min is not blamed for it
+            ("data", "scale_min",
+             0 < d.scale_min <= d.scale_max or (side is None and d.scale_min > 0),
+             "in (0, scale_max]"),
+            ("data", "scale_max", side is not None,
+             "a finite number, with 28 * scale_max (a digit's side in pixels) finite"),
             ("data", "seed", d.seed >= 0, "an integer >= 0"),
             ("data", "name", d.name == "mnist" or bool(m.layers),
              "mnist for an MLP of 784 inputs (digit strings need [model] layers)"),
@@ -241,7 +246,15 @@ class Config:
                 f"config {str(path_or_name)!r}: no such file, and not a shipped config "
                 f"(shipped: {', '.join(shipped)})"
             )
-        return cls.from_toml(path.read_text(encoding="utf-8"), str(path))
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:  # TOML is UTF-8 by definition
+            raise DataError(
+                f"config {path}: expected UTF-8 text (TOML), received byte 0x{data[e.start]:02x} "
+                f"at offset {e.start}, which is not UTF-8 there ({e.reason})"
+            ) from None
+        return cls.from_toml(text, str(path))
 
     def override(self, assignments: list[str]) -> Config:
         """Apply ``table.key=value`` strings (values in TOML syntax), as ``--set`` does."""
@@ -252,9 +265,11 @@ class Config:
             if not sep or not dot:
                 raise DataError(f"--set {item!r}: expected table.key=value, e.g. train.epochs=3")
             try:
-                parsed = tomllib.loads(f"v = {value.strip()}")["v"]
-            except tomllib.TOMLDecodeError:
-                parsed = value.strip()  # a bare word is a string: optimizer.name=adam
+                parsed = _parse_toml(f"v = {value.strip()}", f"config --set {dotted.strip()}")["v"]
+            except DataError as e:
+                if not isinstance(e.__cause__, tomllib.TOMLDecodeError):
+                    raise  # TOML, but more than Python reads: too many digits, too deep
+                parsed = value.strip()  # not TOML: a bare word is a string: optimizer.name=adam
             doc.setdefault(table, {})[key] = parsed
             # layers and the MLP keys are alternatives: the one set last replaces the other
             model = doc.get("model", {})
@@ -296,6 +311,30 @@ class Config:
             lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
             lines.append("")
         return "\n".join(lines)
+
+
+def _parse_toml(text: str, where: str) -> dict[str, Any]:
+    """``tomllib.loads(text)``; any text it cannot read is a DataError that starts with ``where``.
+
+    Besides TOMLDecodeError, tomllib lets two errors of Python through: int()'s ValueError for
+    an integer of more digits than Python converts from text, and a RecursionError for arrays
+    or inline tables nested deeper than its recursive parser can follow.
+    """
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise DataError(f"{where}: not valid TOML: {e}") from e
+    except ValueError as e:
+        limit = sys.get_int_max_str_digits()
+        raise DataError(
+            f"{where}: expected integers of at most {limit} digits, received a longer one "
+            f"({str(e).partition(';')[0]})"
+        ) from e
+    except RecursionError as e:
+        raise DataError(
+            f"{where}: expected arrays and tables nested a few levels deep, received some "
+            "nested too deeply to read"
+        ) from e
 
 
 def _table(default: Any, table: dict[str, Any], where: str) -> Any:
