@@ -111,6 +111,8 @@ class Dense(Layer):
     """
 
     name = "dense"
+    input_grad_optional = True
+    """Its vjp takes ``input_grad=False`` (dx is then None): a model skips a first layer's dx."""
 
     def __init__(self, units: int, *, init: str = "glorot_uniform") -> None:
         if isinstance(units, bool) or not isinstance(units, int | np.integer) or units < 1:
@@ -135,7 +137,8 @@ class Dense(Layer):
     def apply(self, params: Params, x: Array) -> tuple[Array, LayerVJP]:
         if np.ndim(x) != 3:  # np.ndim: a list goes on to linear, which names it
             y, vjp = linear(x, params["w"], params["b"])  # (N, D) -> (N, M)
-            return y, lambda g: _named(vjp(g))
+            with_options: Callable[..., tuple[Any, ...]] = vjp  # linear's takes input_grad
+            return y, lambda g, *, input_grad=True: _named(with_options(g, input_grad=input_grad))
         # A sequence: every position is one more row for the same w and b. One matrix product
         # over all N*T rows is about twice as fast as linear's loop over N (N products of T
         # rows, then a sum of N weight gradients); both give dw summed over every position.
@@ -143,9 +146,12 @@ class Dense(Layer):
         (n, t, d), m = x.shape, params["w"].shape[-1]
         y, vjp = linear(x.reshape(n * t, d), params["w"], params["b"])  # (N*T, D) -> (N*T, M)
 
-        def sequence_vjp(g: Array) -> tuple[Array, Params]:
-            dx, dparams = _named(vjp(g.reshape(n * t, m)))  # (N, T, M) -> (N*T, M)
-            return dx.reshape(n, t, d), dparams  # (N*T, D) -> (N, T, D)
+        seq_options: Callable[..., tuple[Any, ...]] = vjp  # linear's takes input_grad
+
+        def sequence_vjp(g: Array, *, input_grad: bool = True) -> tuple[Any, Params]:
+            g2 = g.reshape(n * t, m)  # (N, T, M) -> (N*T, M)
+            dx, dparams = _named(seq_options(g2, input_grad=input_grad))
+            return (None if dx is None else dx.reshape(n, t, d)), dparams  # -> (N, T, D)
 
         return y.reshape(n, t, m), sequence_vjp  # (N*T, M) -> (N, T, M)
 
@@ -204,7 +210,7 @@ def is_library_activation(fn: Any) -> bool:
     return len(sig.inputs) == 1 and sig.inputs[0] == sig.output
 
 
-def _named(cotangents: tuple[Array, ...]) -> tuple[Array, Params]:
+def _named(cotangents: tuple[Any, ...]) -> tuple[Any, Params]:
     """linear's ``(dx, dw, db)`` as a layer's ``(dx, {"w": dw, "b": db})``."""
     dx, dw, db = cotangents
     return dx, {"w": dw, "b": db}

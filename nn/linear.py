@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from nn.op import VJP, Array, op, unbroadcast
@@ -15,6 +17,8 @@ def linear(x: Array, w: Array, b: Array) -> tuple[Array, VJP]:
     Gradients, from :math:`y_{nm} = \sum_d x_{nd} W_{dm} + b_m`:
     ``dx = g W^T``, ``dw = x^T g``, ``db = sum_n g``. Leading (loop) dimensions broadcast
     as in ``np.matmul``; each cotangent is summed back to its input's shape.
+    ``vjp(g, input_grad=False)`` returns ``None`` for ``dx``: a network's first layer takes
+    data, whose cotangent nobody uses, and ``g W^T`` is a third of the layer's backward work.
 
     >>> y, vjp = linear(np.ones((2, 3)), np.ones((3, 4)), np.zeros(4))
     >>> y.shape, [c.shape for c in vjp(np.ones((2, 4)))]
@@ -22,12 +26,19 @@ def linear(x: Array, w: Array, b: Array) -> tuple[Array, VJP]:
     """
     # b[..., None, :] gives the bias its own row axis, so b's loop dimensions (if any) meet
     # the batch's loop dimensions instead of being mistaken for N.
-    y = np.matmul(x, w) + b[..., None, :]  # (..., N, D) @ (..., D, M) + (..., 1, M) -> (..., N, M)
+    y = np.matmul(x, w)  # (..., N, D) @ (..., D, M) -> (..., N, M)
+    if b.ndim == 1:  # the bias adds in place: no second (N, M) array
+        y += b
+    else:
+        y = y + b[..., None, :]  # (..., N, M) + (..., 1, M): b's loop dims may widen y's
 
-    def vjp(g: Array) -> tuple[Array, Array, Array]:
-        dx = np.matmul(g, np.swapaxes(w, -1, -2))  # (..., N, M) @ (..., M, D) -> (..., N, D)
+    def vjp(g: Array, *, input_grad: bool = True) -> tuple[Any, ...]:  # dx None: no input_grad
         dw = np.matmul(np.swapaxes(x, -1, -2), g)  # (..., D, N) @ (..., N, M) -> (..., D, M)
         db = g.sum(axis=-2)  # (..., N, M) -> (..., M)
-        return unbroadcast(dx, x.shape), unbroadcast(dw, w.shape), unbroadcast(db, b.shape)
+        dw, db = unbroadcast(dw, w.shape), unbroadcast(db, b.shape)
+        if not input_grad:
+            return None, dw, db
+        dx = np.matmul(g, np.swapaxes(w, -1, -2))  # (..., N, M) @ (..., M, D) -> (..., N, D)
+        return unbroadcast(dx, x.shape), dw, db
 
     return y, vjp

@@ -176,9 +176,13 @@ class Momentum(_Optimizer):
 
     def _rule(self, w: Array, g: Array, slots: State, lr: Any, t: int) -> tuple[Array, State]:
         beta = w.dtype.type(self.beta)
-        v = beta * slots["velocity"] + g
+        # The operations of v = beta v + g; w - lr step in their order, the second of each pair
+        # in place on the array the first made: half the temporaries, bitwise the same.
+        v = _fresh(np.multiply(slots["velocity"], beta))
+        _in_place(np.add, v, g)
         step = g + beta * v if self.nesterov else v  # Nesterov: the look-ahead velocity
-        return w - lr * step, {"velocity": v}
+        new_w = _fresh(np.multiply(step, lr))
+        return _in_place(np.subtract, w, new_w, out=new_w), {"velocity": v}
 
 
 class Adam(_Optimizer):
@@ -223,13 +227,33 @@ class Adam(_Optimizer):
     def _rule(self, w: Array, g: Array, slots: State, lr: Any, t: int) -> tuple[Array, State]:
         dt = w.dtype.type
         b1, b2 = self.beta1, self.beta2
-        m = dt(b1) * slots["m"] + dt(1.0 - b1) * g
-        v = dt(b2) * slots["v"] + dt(1.0 - b2) * (g * g)
+        # In place on arrays made here, in the order of the formulas: m = b1 m + (1 - b1) g,
+        # v = b2 v + (1 - b2) g^2, w - lr m_hat / (sqrt(v_hat) + eps); bitwise the same.
+        m = _fresh(np.multiply(slots["m"], dt(b1)))
+        _in_place(np.add, m, np.multiply(g, dt(1.0 - b1)))
+        v = _fresh(np.multiply(slots["v"], dt(b2)))
+        g2 = _fresh(np.multiply(g, g))
+        _in_place(np.add, v, _in_place(np.multiply, g2, dt(1.0 - b2)))
         # m and v start at 0, so E[m_t] = (1 - b1^t) E[g]: dividing removes that bias. The
         # corrections are Python floats cast to the parameter's dtype: no float64 promotion.
-        m_hat = m / dt(1.0 - b1**t)
-        v_hat = v / dt(1.0 - b2**t)
-        return w - lr * m_hat / (np.sqrt(v_hat) + dt(self.eps)), {"m": m, "v": v}
+        step = _fresh(np.divide(m, dt(1.0 - b1**t)))  # m_hat
+        denom = _in_place(np.divide, v, dt(1.0 - b2**t), out=g2)  # v_hat, in g2's place
+        _in_place(np.add, np.sqrt(denom, out=denom), dt(self.eps))
+        _in_place(np.divide, _in_place(np.multiply, step, lr), denom)
+        return _in_place(np.subtract, w, step, out=step), {"m": m, "v": v}
+
+
+def _fresh(a: Any) -> Array:
+    """A ufunc's result as an array (0-d arithmetic returns a NumPy scalar) to work on in
+    place; its dtype is the ufunc's own, so a float64 promotion still shows."""
+    return np.asarray(a)
+
+
+def _in_place(ufunc: Any, a: Any, b: Any, *, out: Array | None = None) -> Array:
+    """``ufunc(a, b)`` written into ``out`` (default ``a``). ``casting="no"``: an operand of
+    another dtype (a float64 promotion) is an error, never rounded away silently."""
+    result: Array = ufunc(a, b, out=a if out is None else out, casting="no")
+    return result
 
 
 Optimizer = SGD | Momentum | Adam  # for annotations: what make_optimizer returns

@@ -168,3 +168,17 @@ def test_vjp_with_broadcast_loop_dimensions(x_shape, w_shape, b_shape):
     cotangent must be summed over broadcast loop dimensions (unbroadcast)."""
     rng = np.random.default_rng(3)
     check_vjp(linear, *(rng.standard_normal(s) for s in (x_shape, w_shape, b_shape)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_without_input_grad_dw_and_db_are_the_same_and_dx_is_skipped(dtype):
+    """A network's first layer asks for no dx (its input is data): the vjp then returns None
+    for dx and bitwise the same dw and db."""
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in [(5, 4), (4, 3), (3,)])
+    y, vjp = linear(x, w, b)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    dx, dw, db = vjp(g)
+    none, dw2, db2 = vjp(g, input_grad=False)
+    assert none is None and dx is not None
+    assert dw.tobytes() == dw2.tobytes() and db.tobytes() == db2.tobytes()

@@ -258,3 +258,41 @@ def test_a_users_loss_is_verified_at_assembly():
         Sequential([Dense(4)], input_shape=(3,), loss=len)
     with pytest.raises(ValueError, match=r"or a function fn\(outputs, labels\)"):
         Sequential([Dense(4)], input_shape=(3,), loss="hinge")
+
+
+@pytest.mark.parametrize("sequence", [False, True])
+def test_a_first_dense_layers_input_gradient_is_skipped_and_the_gradients_are_the_same(
+    monkeypatch, sequence
+):
+    """The input is data, so the model asks its first Dense for no dx (a third of its backward
+    work); every parameter gradient is bitwise what the full backward pass gives, and a model
+    asked for the layer inputs' cotangents (nn.trace, the doctor) still gets the first one."""
+    shape = (3, 6) if sequence else (6,)
+    model = Sequential([Dense(5), Activation(activations.relu), Dense(4)], input_shape=shape)
+    params = model.init(0)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((7, *shape)).astype(np.float32)
+    out, vjp, _ = model.forward(params, x)
+    g = rng.standard_normal(out.shape).astype(np.float32)
+    cotangents: list[np.ndarray] = []
+    full = vjp(g, cotangents=cotangents)
+    assert cotangents[-1].shape == x.shape
+    calls = []
+    real = model.layers[0].apply
+
+    def counting_apply(p, x_):
+        y_, layer_vjp = real(p, x_)
+
+        def spy(g_, **options):
+            calls.append(options)
+            dx, dparams = layer_vjp(g_, **options)
+            assert dx is None
+            return dx, dparams
+
+        return y_, spy
+
+    monkeypatch.setattr(model.layers[0], "apply", counting_apply)
+    _, vjp2, _ = model.forward(params, x)
+    skipped = vjp2(g)
+    assert calls == [{"input_grad": False}]
+    assert all(full[k].tobytes() == skipped[k].tobytes() for k in full)

@@ -105,7 +105,7 @@ BUGS = {
     ),
     "Dense on sequences averages dw over the positions instead of summing": (
         "nn/layers.py",
-        "            return dx.reshape(n, t, d), dparams",
+        "            return (None if dx is None else dx.reshape(n, t, d)), dparams",
         '            return dx.reshape(n, t, d), {**dparams, "w": dparams["w"] / t}',
     ),
     # Diagnostics (issue 4).
@@ -208,14 +208,14 @@ BUGS = {
     ),
     "forward-only bug (linear adds 1e-3; its derivative is unchanged)": (
         "nn/linear.py",
-        "y = np.matmul(x, w) + b[..., None, :]",
-        "y = np.matmul(x, w) + b[..., None, :] + 1e-3",
+        "y += b",
+        "y += b + 1e-3",
     ),
     # Beyond the ops: the parts a model is assembled from, and the trainer's exact resume.
     "Adam without bias correction": (
         "nn/optim.py",
-        "m_hat = m / dt(1.0 - b1**t)",
-        "m_hat = m",
+        "step = _fresh(np.divide(m, dt(1.0 - b1**t)))  # m_hat",
+        "step = _fresh(np.array(m))  # m_hat",
     ),
     "Nesterov look-ahead from the old velocity": (
         "nn/optim.py",
