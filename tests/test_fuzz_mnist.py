@@ -1,8 +1,8 @@
 """Fuzzing the MNIST readers: the npz cache (nn.data) and the wheel's pickle (nn.mnist_wheel).
 
-nn/data.py and nn/mnist_wheel.py are not owned by this suite: what escapes today is listed in
-PENDING_CACHE and PENDING_WHEEL (tolerated by the fuzz tests, pinned by strict xfail tests) and
-reported for a fix. See test_fuzz_readers.py for the contract and helpers.
+What fuzzing found escaping as other exceptions, or allocating what a header or a pickle's length
+field merely claims, is a DataError now: each case is pinned by test_cache_found_by_fuzzing or
+test_wheel_found_by_fuzzing. See test_fuzz_readers.py for the contract and helpers.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import gzip
 import hashlib
 import pickle
 import struct
-import zlib
 from typing import Any
 
 import numpy as np
@@ -26,24 +25,13 @@ from nn.data import MnistData, cache_source, fetch_mnist
 from nn.errors import DataError
 from nn.mnist_wheel import read_wheel_pickle
 
-# Escapes found by fuzzing, to become DataError in nn/data.py and nn/mnist_wheel.py; then empty
-# these tuples and drop the xfail markers below.
-PENDING_CACHE: tuple[type[BaseException], ...] = (
-    RuntimeError,  # zipfile: an encrypted member; NotImplementedError: a method, a zip version
-    TypeError,  # np.load of a bare .npy file returns an array, used as a context manager
-    AttributeError,  # np.load gives bytes for a member without .npy; _check asks for .ndim
-    MemoryError,  # np.load allocates the shape an .npy header claims before reading
-)
-PENDING_WHEEL: tuple[type[BaseException], ...] = (
-    EOFError,  # zipfile: a member's data ends early (a local header's extra length)
-    RuntimeError,  # zipfile: an encrypted member; NotImplementedError: an unknown method
-    zlib.error,  # zipfile: a damaged deflate stream in the member
-    UnicodeDecodeError,  # zipfile: a name flagged UTF-8 that is not
-    FloatingPointError,  # pixels near float32's maximum: x * 256 overflows (np.errstate raise)
-)
-# A pickle's length field (BINSTRING, BINBYTES: up to 4 GiB) is allocated before reading; the
-# fuzzer found a first byte "T" making the next four a length of 641 MB. Then set this to 0.
-PENDING_WHEEL_BYTES = 1 << 33
+# Escapes found by fuzzing and not fixed yet in nn/data.py and nn/mnist_wheel.py, tolerated by
+# the fuzz tests until then (each pinned by a case of a *_found_by_fuzzing test): none now.
+PENDING_CACHE: tuple[type[BaseException], ...] = ()
+PENDING_WHEEL: tuple[type[BaseException], ...] = ()
+# Bytes a pending escape may allocate beyond memory_bound (a pickle's length field allocated
+# before reading was one): none now.
+PENDING_WHEEL_BYTES = 0
 
 ARRAYS = {
     "train_images": np.arange(2 * 784, dtype=np.uint8).reshape(2, 28, 28),
@@ -94,18 +82,19 @@ CACHE_FOUND = {
     "encrypted": central_entry(CACHE, 8, 1),
     "a bare .npy file": CACHE[CACHE.find(b"\x93NUMPY") :],
     "members without .npy": zipped({name: b"x" for name in ARRAYS}),
+    # zipfile reads a member's compressed size in one read() from the file, which allocates it
+    "a compressed size claiming 32 MiB more": central_entry(CACHE, 23, 2),
     "a header claiming 2**62 bytes": zipped({"train_images.npy": npy_header("|u1", (2**62,))}),
     "a header claiming 2 GiB": zipped({"train_images.npy": npy_header("|u1", (2**31,))}),
 }
 
 
-@pytest.mark.xfail(
-    strict=True, raises=(*PENDING_CACHE, AssertionError), reason="fix pending in nn/data.py"
-)
 @pytest.mark.parametrize("found", CACHE_FOUND)
 def test_cache_found_by_fuzzing(scratch, found):
-    """Each a DataError, allocating little, once nn/data.py is fixed (AssertionError: the
-    2 GiB claim allocated 2 GiB; MemoryError: the 2**62 one)."""
+    """Each a DataError, allocating little. np.load let through NotImplementedError and
+    RuntimeError (zipfile), TypeError (a bare .npy is an array, not an archive), AttributeError
+    (bytes for a member without .npy), and allocated what a header claims (2 GiB; MemoryError
+    for 2**62 bytes) or what a zip entry claims as its compressed size."""
     check_cache(scratch / "found.npz", CACHE_FOUND[found], pending=())
 
 
@@ -135,8 +124,8 @@ def check_wheel(path: Any, data: bytes, sha256: str, pending=PENDING_WHEEL) -> N
     path.write_bytes(data)
     limit = memory_bound(len(data)) + PENDING_WHEEL_BYTES * bool(pending)
     result = outcome(lambda: read_wheel_pickle(path, MEMBER, sha256), limit, pending=pending)
-    if isinstance(result, DataError):  # pending too: the unpickler's refusals omit the name
-        assert path.name in str(result) or (bool(pending) and "refused to unpickle" in str(result))
+    if isinstance(result, DataError):
+        assert path.name in str(result)
     elif not isinstance(result, pending):
         assert sorted(result) == sorted(ARRAYS)
         assert all(a.dtype == np.uint8 for a in result.values())
@@ -178,27 +167,51 @@ HUGE = np.full((1, 784), 3e38, np.float32), np.zeros(1, np.int64)
 OVERFLOW = gzip.compress(pickle.dumps((HUGE, HUGE, HUGE), protocol=4))
 BINSTRING = gzip.compress(b"T" + PICKLE[1:])  # found by the fuzzer: overwrite(valid, [(0, 84)])
 LYING_PICKLE = gzip.compress(b"\x80\x04\x8e" + struct.pack("<Q", 512 << 20) + b"abc")
+# LONG_BINPUT: the C unpickler grows its memo to twice the index, 320 MB for this one
+MEMO = gzip.compress(b"\x80\x02N" + b"r" + struct.pack("<I", 20_000_000) + b".")
+# the name's flag says UTF-8 (bit 11 of the flags), the name's first byte is not UTF-8
+NOT_UTF8 = central_entry(central_entry(wheel(GOOD_MEMBER), 9, 0x08), 46, 0xFF)
 WHEEL_FOUND = {  # (wheel bytes, the member's pin)
     "method 99": (central_entry(wheel(GOOD_MEMBER), 10, 99), GOOD_MEMBER),
     "encrypted": (central_entry(wheel(GOOD_MEMBER), 8, 1), GOOD_MEMBER),
     "extra field past the end": (local_entry(wheel(GOOD_MEMBER), 29, 88), GOOD_MEMBER),
+    "a compressed size claiming 32 MiB more": (
+        central_entry(wheel(GOOD_MEMBER), 23, 2),
+        GOOD_MEMBER,
+    ),
     "a reserved deflate block": (local_entry(wheel(GOOD_MEMBER), 30 + len(MEMBER), 7), GOOD_MEMBER),
     "a pickle claiming 512 MiB of bytes": (wheel(LYING_PICKLE), LYING_PICKLE),
     "a first byte T (BINSTRING), 641 MB": (wheel(BINSTRING), BINSTRING),
+    "a name flagged UTF-8 that is not": (NOT_UTF8, GOOD_MEMBER),
+    "a memo index of 20 M (LONG_BINPUT)": (wheel(MEMO), MEMO),
     "pixels of 3e38 (overflow)": (wheel(OVERFLOW), OVERFLOW),
-    "a refused global (the message lacks the file)": (wheel(EVAL), EVAL),
+    "a refused global (the message named no file)": (wheel(EVAL), EVAL),
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(*PENDING_WHEEL, AssertionError),
-    reason="fix pending in nn/mnist_wheel.py",
-)
 @pytest.mark.parametrize("found", WHEEL_FOUND)
 def test_wheel_found_by_fuzzing(scratch, found):
-    """Each a DataError naming the file, allocating little, once nn/mnist_wheel.py is fixed
-    (AssertionError: BINBYTES8 claiming 512 MiB made the gzip reader allocate them before
-    reading; a refusal of the unpickler did not name the file)."""
+    """Each a DataError naming the file, allocating little. They escaped as zipfile's
+    NotImplementedError, RuntimeError, EOFError, zlib.error and UnicodeDecodeError and as
+    FloatingPointError (3e38 * 256); a zip entry's compressed size, BINSTRING and BINBYTES8
+    lengths and a LONG_BINPUT memo index were allocated before reading (the compressed size
+    showed once PENDING_WHEEL_BYTES no longer hid it); a refusal of the unpickler did not name
+    the file."""
     data, member = WHEEL_FOUND[found]
     check_wheel(scratch / "found.whl", data, hashlib.sha256(member).hexdigest(), pending=())
+
+
+def test_wheel_pickle_inflating_past_the_bound_is_refused_at_the_bound(scratch, monkeypatch):
+    """The member is decompressed into memory before unpickling, in chunks and up to a bound
+    (256 MiB, above the real pickle's 220 MB): a gzip bomb costs the bound, not what it inflates
+    to. Here the bound is 1 MiB and the bomb 64 MiB of zeros in 64 KB."""
+    monkeypatch.setattr("nn.mnist_wheel._MAX_PICKLE", 1 << 20)
+    bomb = gzip.compress(bytes(64 << 20), 9)
+    path = scratch / "bomb.whl"
+    path.write_bytes(wheel(bomb))
+    sha = hashlib.sha256(bomb).hexdigest()
+    error = outcome(lambda: read_wheel_pickle(path, MEMBER, sha), 8 << 20)
+    assert isinstance(error, DataError)
+    assert str(error) == (
+        f"bomb.whl: {MEMBER}: expected a pickle of at most 1048576 bytes, received more"
+    )

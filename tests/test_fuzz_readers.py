@@ -69,8 +69,8 @@ def outcome(
     """``read()``'s result or the DataError it raised; any other exception propagates.
 
     Fails if ``read`` allocates more than ``limit`` bytes at its peak or runs past ``seconds``.
-    ``pending``: exceptions of readers in files this suite does not own, known and reported,
-    returned like a DataError until their fix lands (each is pinned by a strict xfail test).
+    ``pending``: exceptions fuzzing found escaping a reader and not fixed yet, returned like a
+    DataError meanwhile, so that the fuzz tests go on finding others (none is pending now).
     """
     outer = tracemalloc.is_tracing()
     if not outer:
