@@ -10,8 +10,10 @@ threads, so results are bitwise identical; only the elapsed time changes.
 ``for_slices(fn, n, size)`` calls ``fn(slice)`` for slices that cover ``range(n)``, on the
 pool's threads when the work is large enough (``size`` elements against :data:`MIN_SIZE`)
 and there is more than one thread; ``fn`` must write only through its own slice. The
-caller's floating-point error settings (``np.errstate``, which is per thread) are applied in
-every thread, so a warning or error is raised as it would be without threads.
+caller's floating-point error settings (``np.errstate`` and ``np.seterrcall``, which are per
+thread) are applied in every thread, so a warning or error is raised as it would be without
+threads. A call from inside a pool thread runs on that thread (waiting for the pool from
+inside it could deadlock), and a process forked after the pool started makes its own.
 
 The number of threads follows BLAS's: ``NN_THREADS``, else ``OPENBLAS_NUM_THREADS`` or
 ``OMP_NUM_THREADS``, else the CPUs this process may use.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -52,13 +55,27 @@ def thread_count() -> int:
 
 THREADS = thread_count()
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()  # two threads asking at once get one pool
+_local = threading.local()  # .in_pool: this thread is one of the pool's
 
 
 def _get_pool() -> ThreadPoolExecutor:
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="nn-pass")
-    return _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="nn-pass")
+        return _pool
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there, yet its executor
+    would believe them idle and queue work that never runs. The child starts its own."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def split(n: int, parts: int) -> list[slice]:
@@ -72,13 +89,16 @@ def for_slices(fn: Callable[[slice], Any], n: int, size: int) -> None:
     """``fn(s)`` for slices ``s`` covering ``range(n)``: on the calling thread if ``size`` (the
     elements the pass touches) is below :data:`MIN_SIZE` or there is one thread, else one
     slice a thread. The first exception of any slice is raised after all have finished."""
-    if THREADS <= 1 or size < MIN_SIZE or n < 2:
+    if THREADS <= 1 or size < MIN_SIZE or n < 2 or getattr(_local, "in_pool", False):
         fn(slice(0, n))
         return
-    settings = np.geterr()
+    settings: dict[str, Any] = dict(np.geterr())
+    if (call := np.geterrcall()) is not None:  # the target of the "call" and "log" modes
+        settings["call"] = call
 
     def task(s: slice) -> None:
-        with np.errstate(**settings):  # errstate is per thread: carry the caller's
+        _local.in_pool = True
+        with np.errstate(**settings):  # per thread: carry the caller's
             fn(s)
 
     futures = [_get_pool().submit(task, s) for s in split(n, THREADS)]
