@@ -63,7 +63,7 @@ def check_float_dtype(who: str, dtype: Any) -> np.dtype[Any]:
     """``dtype`` if it is float32 or float64, the dtypes a model computes in."""
     try:
         dt: np.dtype[Any] | None = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError):  # ValueError: a malformed tuple such as (np.float32, -1)
         dt = None
     if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         got = dt.name if dt is not None else repr(dtype)
@@ -136,7 +136,7 @@ def check_labels(loss: str, out: Any, y: Any) -> None:
 
 def check_classes(out: Any, y: Any) -> None:
     """Class labels ``y`` (N,) in ``[0, K)`` for outputs (N, K): one pass over the labels."""
-    k = out.shape[-1]
+    k, y = out.shape[-1], np.asarray(y)  # a list of labels is checked like an array
     if out.ndim == 2 and len(y) and (y.min() < 0 or y.max() >= k):
         raise DataError(
             f"model: labels y must lie in [0, {k}) (one of the K = {k} outputs), received "
@@ -191,6 +191,8 @@ def check_training_data(strings: bool, model: Sequential, x: Any, y: Any) -> Non
         raise DataError(
             f"y_train must be a NumPy array of integer labels, received {type(y).__name__}"
         )
+    if y.ndim == 0:
+        raise DataError(f"y_train must be integer labels (N,), received a 0-d array {y!r}")
     if y.dtype.kind not in "iu":
         where = ""
         if y.dtype.kind in "fc" and not np.isfinite(y).all():
@@ -246,6 +248,11 @@ def check_scored(images: Any, labels: Any) -> None:
     if not isinstance(images, np.ndarray) or not isinstance(labels, np.ndarray):
         got = ", ".join(type(a).__name__ for a in (images, labels))
         raise DataError(f"images and labels must be NumPy arrays, received {got}")
+    if images.ndim == 0 or labels.ndim == 0:
+        raise DataError(
+            f"images and labels must have a batch axis (N, ...), received 0-d arrays of shapes "
+            f"{images.shape} and {labels.shape}"
+        )
     if len(images) != len(labels):
         raise DataError(f"images has {len(images)} images but labels {len(labels)} labels")
     if not len(images):

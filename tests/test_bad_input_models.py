@@ -18,6 +18,7 @@ from nn.decode import beam_search, best_path, forced_alignment, readings_to_labe
 from nn.errors import DivergenceError
 from nn.guard import Guard
 from nn.health import EpochHealth, layer_names
+from nn.inputs import check_training_data
 from nn.layers import Dense
 from nn.model import Sequential, mlp
 from nn.norm_layers import BatchNorm, Dropout
@@ -196,3 +197,24 @@ def test_nan_in_a_batch_is_an_ieee_loss_that_the_trainer_guard_names():
         train_step(MODEL, opt, P, opt.init(P), {}, (x, Y), lr=0.1, rng=np.random.default_rng(0),
                    guard=Guard("raise"), health=EpochHealth(layer_names(P)))  # fmt: skip
     assert "`loss-nan`" in DOCS.read_text(encoding="utf-8")
+
+
+# Found by review: each escaped as a bare Python error before the checks above it were fixed.
+@pytest.mark.parametrize(
+    ("call", "error", "parts"),
+    [
+        pytest.param(lambda: MODEL.correct(OUT, [0, 5]), DataError, ("labels y", "[0, 3)", "5"),
+                     id="correct-list-out-of-range"),
+        pytest.param(lambda: MODEL.init(0, dtype=(np.float32, -1)), DTypeError,
+                     ("dtype", "float32", "(")  , id="init-malformed-dtype"),
+        pytest.param(lambda: score(MODEL, P, np.ones((), np.uint8), np.array(1)), DataError,
+                     ("images and labels", "batch axis", "()"), id="score-0-d"),
+        pytest.param(lambda: check_training_data(False, MODEL, np.zeros((2, 2, 2), np.uint8),
+                                                 np.array(1)),
+                     DataError, ("y_train", "(N,)", "0-d array"), id="train-0-d-labels"),
+    ],
+)  # fmt: skip
+def test_bad_input_found_by_review_is_named(call, error, parts):
+    with pytest.raises(error) as caught:
+        call()
+    assert all(part in str(caught.value) for part in parts), str(caught.value)
