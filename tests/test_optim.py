@@ -544,3 +544,37 @@ def test_adam_weight_decay_is_coupled_not_adamw(w):
         steps.append(new["w"] - w)
         np.testing.assert_allclose(steps[-1], -lr * np.sign(w), rtol=1e-5)
     assert not np.allclose(steps[0], -lr * 0.01 * w)  # not AdamW's decoupled step
+
+
+@pytest.mark.parametrize("make", CLASSES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blocks_give_bitwise_the_whole_array_update(monkeypatch, make, threads):
+    """The rule runs on blocks of BLOCK entries (on every core): parameters of several blocks
+    and a ragged last one, a transposed (non-contiguous) gradient, a 0-d parameter, each
+    updated bitwise as the whole arrays are (BLOCK larger than any parameter)."""
+    from nn import optim, parallel
+
+    rng = np.random.default_rng(0)
+    opt = make(weight_decay=0.01)
+    w, gw = rng.standard_normal((3 * 257, 67)), rng.standard_normal((67, 3 * 257))
+    params = {"w": w.astype(np.float32), "b": np.ones(67, np.float32),
+              "s": np.full((), 0.5, np.float32)}  # fmt: skip
+    grads = {"w": gw.astype(np.float32).T, "b": rng.standard_normal(67).astype(np.float32),
+             "s": np.full((), -2.0, np.float32)}  # fmt: skip
+
+    def two_steps():
+        state = opt.init(params)
+        new, state = opt.update(params, grads, state, lr=0.1)
+        return opt.update(new, grads, state, lr=0.05)
+
+    monkeypatch.setattr(optim, "BLOCK", 1 << 30)
+    whole, whole_state = two_steps()
+    monkeypatch.setattr(optim, "BLOCK", 1000)  # 52 blocks of w, the last of 561 entries
+    monkeypatch.setattr(parallel, "THREADS", threads)
+    monkeypatch.setattr(parallel, "MIN_SIZE", 0)
+    monkeypatch.setattr(parallel, "_pool", None)
+    blocks, blocks_state = two_steps()
+    pairs = [*zip(whole.values(), blocks.values(), strict=True),
+             *zip(whole_state.values(), blocks_state.values(), strict=True)]  # fmt: skip
+    for a, b in pairs:
+        assert a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()

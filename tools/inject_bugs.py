@@ -224,8 +224,8 @@ BUGS = {
     ),
     "weight decay applied to biases too": (
         "nn/optim.py",
-        "if self.weight_decay > 0 and w.ndim >= 2:",
-        "if self.weight_decay > 0:",
+        "if self.weight_decay > 0 and w.ndim >= 2 else None",
+        "if self.weight_decay > 0 else None",
     ),
     "He normal scaled by fan_out": (
         "nn/init.py",
