@@ -126,9 +126,7 @@ class _Optimizer:
         self, w: Array, g: Array, old: State, lr: Any, t: int, decay: Any
     ) -> tuple[Array, State]:
         """``_rule`` (after the decay term ``g + decay w``) on blocks of :data:`BLOCK` entries,
-        on every core (:mod:`nn.parallel`), into new arrays of the parameter's shape.
-        ``casting="no"``: a rule whose result is not in the parameter's dtype (a float64
-        promotion) is an error, never rounded away by the copy."""
+        on every core (:mod:`nn.parallel`), writing into new arrays of the parameter's shape."""
         new_w = np.empty(w.shape, w.dtype)
         new = {slot: np.empty(a.shape, a.dtype) for slot, a in old.items()}
         # reshape(-1): a view of a contiguous array (a copy of any other), 0-d as (1,)
@@ -142,15 +140,16 @@ class _Optimizer:
                 wb, gb = w1[part], g1[part]
                 if decay is not None:
                     gb = gb + decay * wb
-                nw, slots = self._rule(wb, gb, {k: a[part] for k, a in old1.items()}, lr, t)
-                np.copyto(out_w[part], nw, casting="no")
-                for slot, a in slots.items():
-                    np.copyto(out[slot][part], a, casting="no")
+                blocks_out = {"w": out_w[part], **{k: a[part] for k, a in out.items()}}
+                self._rule(wb, gb, {k: a[part] for k, a in old1.items()}, lr, t, blocks_out)
 
         for_slices(run, -(-w.size // BLOCK), w.size * (2 + len(old)))
         return new_w, new
 
-    def _rule(self, w: Array, g: Array, slots: State, lr: Any, t: int) -> tuple[Array, State]:
+    def _rule(self, w: Array, g: Array, slots: State, lr: Any, t: int, out: State) -> None:
+        """The update of one block: the new ``w`` into ``out["w"]`` and each new slot into
+        ``out[slot]``, each written by the last operation of its formula. Every write is
+        ``casting="no"``: a result promoted to float64 is an error, never rounded away."""
         raise NotImplementedError
 
 
@@ -170,8 +169,9 @@ class SGD(_Optimizer):
     def config(self) -> dict[str, Any]:
         return {"weight_decay": self.weight_decay}
 
-    def _rule(self, w: Array, g: Array, slots: State, lr: Any, t: int) -> tuple[Array, State]:
-        return w - lr * g, {}
+    def _rule(self, w: Array, g: Array, slots: State, lr: Any, t: int, out: State) -> None:
+        new_w = _in_place(np.multiply, g, lr, out=out["w"])  # w - lr g
+        _in_place(np.subtract, w, new_w, out=new_w)
 
 
 class Momentum(_Optimizer):
@@ -204,15 +204,13 @@ class Momentum(_Optimizer):
     def config(self) -> dict[str, Any]:
         return {"beta": self.beta, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
 
-    def _rule(self, w: Array, g: Array, slots: State, lr: Any, t: int) -> tuple[Array, State]:
+    def _rule(self, w: Array, g: Array, slots: State, lr: Any, t: int, out: State) -> None:
         beta = w.dtype.type(self.beta)
-        # The operations of v = beta v + g; w - lr step in their order, the second of each pair
-        # in place on the array the first made: half the temporaries, bitwise the same.
-        v = _fresh(np.multiply(slots["velocity"], beta))
+        v = _in_place(np.multiply, slots["velocity"], beta, out=out["velocity"])  # v = beta v + g
         _in_place(np.add, v, g)
         step = g + beta * v if self.nesterov else v  # Nesterov: the look-ahead velocity
-        new_w = _fresh(np.multiply(step, lr))
-        return _in_place(np.subtract, w, new_w, out=new_w), {"velocity": v}
+        new_w = _in_place(np.multiply, step, lr, out=out["w"])  # w - lr step
+        _in_place(np.subtract, w, new_w, out=new_w)
 
 
 class Adam(_Optimizer):
@@ -254,29 +252,23 @@ class Adam(_Optimizer):
             "weight_decay": self.weight_decay,
         }
 
-    def _rule(self, w: Array, g: Array, slots: State, lr: Any, t: int) -> tuple[Array, State]:
+    def _rule(self, w: Array, g: Array, slots: State, lr: Any, t: int, out: State) -> None:
         dt = w.dtype.type
         b1, b2 = self.beta1, self.beta2
-        # In place on arrays made here, in the order of the formulas: m = b1 m + (1 - b1) g,
-        # v = b2 v + (1 - b2) g^2, w - lr m_hat / (sqrt(v_hat) + eps); bitwise the same.
-        m = _fresh(np.multiply(slots["m"], dt(b1)))
+        # The operations of the formulas in their order: m = b1 m + (1 - b1) g,
+        # v = b2 v + (1 - b2) g^2, w - lr m_hat / (sqrt(v_hat) + eps).
+        m = _in_place(np.multiply, slots["m"], dt(b1), out=out["m"])
         _in_place(np.add, m, np.multiply(g, dt(1.0 - b1)))
-        v = _fresh(np.multiply(slots["v"], dt(b2)))
-        g2 = _fresh(np.multiply(g, g))
+        v = _in_place(np.multiply, slots["v"], dt(b2), out=out["v"])
+        g2 = np.multiply(g, g)
         _in_place(np.add, v, _in_place(np.multiply, g2, dt(1.0 - b2)))
         # m and v start at 0, so E[m_t] = (1 - b1^t) E[g]: dividing removes that bias. The
         # corrections are Python floats cast to the parameter's dtype: no float64 promotion.
-        step = _fresh(np.divide(m, dt(1.0 - b1**t)))  # m_hat
+        step = _in_place(np.divide, m, dt(1.0 - b1**t), out=out["w"])  # m_hat
         denom = _in_place(np.divide, v, dt(1.0 - b2**t), out=g2)  # v_hat, in g2's place
         _in_place(np.add, np.sqrt(denom, out=denom), dt(self.eps))
         _in_place(np.divide, _in_place(np.multiply, step, lr), denom)
-        return _in_place(np.subtract, w, step, out=step), {"m": m, "v": v}
-
-
-def _fresh(a: Any) -> Array:
-    """A ufunc's result as an array (0-d arithmetic returns a NumPy scalar) to work on in
-    place; its dtype is the ufunc's own, so a float64 promotion still shows."""
-    return np.asarray(a)
+        _in_place(np.subtract, w, step, out=step)
 
 
 def _in_place(ufunc: Any, a: Any, b: Any, *, out: Array | None = None) -> Array:

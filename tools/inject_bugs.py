@@ -214,8 +214,8 @@ BUGS = {
     # Beyond the ops: the parts a model is assembled from, and the trainer's exact resume.
     "Adam without bias correction": (
         "nn/optim.py",
-        "step = _fresh(np.divide(m, dt(1.0 - b1**t)))  # m_hat",
-        "step = _fresh(np.array(m))  # m_hat",
+        'step = _in_place(np.divide, m, dt(1.0 - b1**t), out=out["w"])  # m_hat',
+        'step = _in_place(np.divide, m, dt(1.0), out=out["w"])  # m_hat',
     ),
     "Nesterov look-ahead from the old velocity": (
         "nn/optim.py",
