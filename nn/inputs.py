@@ -74,7 +74,7 @@ def check_float_dtype(who: str, dtype: Any) -> np.dtype[Any]:
 
 
 def check_inputs(model: Sequential, x: Any) -> None:
-    """``x`` must be a float32 or float64 array (N, *input_shape)."""
+    """``x`` must be a float32 or float64 array ``(N, *input_shape)``."""
     shape = f"(N, {', '.join(map(str, model.input_shape))})"
     if not isinstance(x, np.ndarray):
         raise DTypeError(
