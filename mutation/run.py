@@ -100,16 +100,22 @@ def prepare() -> None:
 
 
 def run_mutmut(modules: list[str]) -> None:
-    """``mutmut run`` over these modules' mutants, each group in a fresh process."""
+    """``mutmut run`` over these modules' mutants, each group in a fresh process. mutmut
+    only finds out which functions were edited since the last run once it runs, and then
+    resets their mutants' results: those it was not asked to run get a second pass."""
     for group in (
         [m for m in modules if m not in IMPORT_TIME_MODULES],
         [m for m in modules if m in IMPORT_TIME_MODULES],
     ):
         if group:
             subprocess.run([sys.executable, __file__, "--mutmut", *group], check=True)
+            if _pending(group, not_run_only=True):
+                subprocess.run(
+                    [sys.executable, __file__, "--mutmut", "--not-run", *group], check=True
+                )
 
 
-def _mutmut(modules: list[str]) -> None:
+def _mutmut(modules: list[str], not_run_only: bool = False) -> None:
     """In WORK: mutmut's fork server preloads the tests (and nn), except for the modules
     that run at import time, whose mutants must each import nn afresh."""
     os.chdir(WORK)
@@ -123,13 +129,15 @@ def _mutmut(modules: list[str]) -> None:
 
         def collect_then_widen(*args: object, **kwargs: object) -> None:
             collect(*args, **kwargs)  # type: ignore[arg-type]
+            # Every selected test, also those that call no mutated function (they read what
+            # op() registered, for instance): they have a duration, not a caller entry.
             tests = mm.state().tests_by_mangled_function_name
-            every = set().union(*tests.values())
+            every = set(mm.state().duration_by_test).union(*tests.values())
             for name in IMPORT_TIME:
                 tests[name] = set(every)
 
         mm.collect_or_load_stats = collect_then_widen
-    names = _pending(modules)
+    names = _pending(modules, not_run_only)
     if not names:
         print(f"mutmut over {', '.join(modules)}: every mutant has a result", flush=True)
         return
@@ -142,9 +150,10 @@ def _mutmut(modules: list[str]) -> None:
     print(f"mutmut over {', '.join(modules)}: {time.monotonic() - start:.0f} s", flush=True)
 
 
-def _pending(modules: list[str]) -> list[str]:
+def _pending(modules: list[str], not_run_only: bool = False) -> list[str]:
     """What mutmut must run: a module with no results yet whole, else its mutants that are
-    not run, survived or failed to run (a name tells mutmut to run a mutant again)."""
+    not run, survived or failed to run (a name tells mutmut to run a mutant again); with
+    ``not_run_only``, only those with no result."""
     import json
 
     names = []
@@ -154,7 +163,10 @@ def _pending(modules: list[str]) -> list[str]:
             names.append(f"nn.{m}.*")
             continue
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        names += [k for k, v in codes.items() if v not in {1, 2, 3, 24, -24, 152, 36}]
+        if not_run_only:
+            names += [k for k, v in codes.items() if v is None]
+        else:
+            names += [k for k, v in codes.items() if v not in {1, 2, 3, 24, -24, 152, 36}]
     return names
 
 
@@ -168,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--score", action="store_true", help="only print the score")
     parser.add_argument("--mutmut", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--not-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mutmut:
-        _mutmut(args.modules)
+        _mutmut(args.modules, args.not_run)
         return 0
     if unknown := set(args.modules) - set(MODULES):
         parser.error(f"unknown module(s) {sorted(unknown)}; expected some of {MODULES}")

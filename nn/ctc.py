@@ -169,8 +169,10 @@ def _posteriors(lp: Array, skip: Array, last: Array, alpha: Array, logp: Array) 
     """State posteriors gamma (N, T, S) = alpha beta / p, from the forward pass's results."""
     beta = _backward(lp, skip, last)  # (N, T+1, S)
     # p = 0 (every alignment passes a -inf entry): alpha + beta is -inf everywhere, and
-    # dividing by 1 instead of 0 gives posteriors of 0 instead of NaN.
-    norm = np.where(np.isfinite(logp), logp, 0.0)  # (N,)
+    # dividing by 1 instead of 0 gives posteriors of 0 instead of NaN. A NaN or +inf log p
+    # (a NaN or +inf input) stays: every posterior of the example is then NaN (or 0 and
+    # NaN), not alpha beta left unnormalized.
+    norm = np.where(np.isneginf(logp), 0.0, logp)  # (N,)
     gamma: Array = np.exp(alpha[:, 1:] + beta[:, 1:] - norm[:, None, None])  # (N, T, S)
     return gamma
 
