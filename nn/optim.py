@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from nn.errors import DataError, DTypeError, ShapeError
-from nn.parallel import for_slices
 
 __all__ = ["SGD", "Adam", "Momentum", "make_optimizer"]
 
@@ -43,7 +42,9 @@ BLOCK = 1 << 15
 """Entries updated at a time. A rule is a chain of elementwise passes (Adam's is ten); run on
 a whole 800 x 800 weight matrix each pass goes to memory and back, but on a block of 32768
 entries (128 KB in float32) the chain's temporaries stay in the core's cache (the default
-MLP's epoch: 5.3 s -> 4.4 s on one thread). Each entry meets
+MLP's epoch: 5.3 s -> 4.4 s on one thread). The blocks run on the calling thread: handed to
+nn.parallel's threads they made the epoch slower (3.45 s against 3.29 s on two cores), as
+BLAS's own threads still spin for the core after each matrix product. Each entry meets
 the same operations in the same order, so the result is bitwise that of whole arrays."""
 
 
@@ -126,7 +127,7 @@ class _Optimizer:
         self, w: Array, g: Array, old: State, lr: Any, t: int, decay: Any
     ) -> tuple[Array, State]:
         """``_rule`` (after the decay term ``g + decay w``) on blocks of :data:`BLOCK` entries,
-        on every core (:mod:`nn.parallel`), writing into new arrays of the parameter's shape."""
+        writing into new arrays of the parameter's shape."""
         new_w = np.empty(w.shape, w.dtype)
         new = {slot: np.empty(a.shape, a.dtype) for slot, a in old.items()}
         # reshape(-1): a view of a contiguous array (a copy of any other), 0-d as (1,)
@@ -134,16 +135,13 @@ class _Optimizer:
         old1 = {slot: a.reshape(-1) for slot, a in old.items()}
         out = {slot: a.reshape(-1) for slot, a in new.items()}
 
-        def run(blocks: slice) -> None:
-            for start in range(blocks.start * BLOCK, min(blocks.stop * BLOCK, w.size), BLOCK):
-                part = slice(start, start + BLOCK)
-                wb, gb = w1[part], g1[part]
-                if decay is not None:
-                    gb = gb + decay * wb
-                blocks_out = {"w": out_w[part], **{k: a[part] for k, a in out.items()}}
-                self._rule(wb, gb, {k: a[part] for k, a in old1.items()}, lr, t, blocks_out)
-
-        for_slices(run, -(-w.size // BLOCK), w.size * (2 + len(old)))
+        for start in range(0, w.size, BLOCK):
+            part = slice(start, start + BLOCK)
+            wb, gb = w1[part], g1[part]
+            if decay is not None:
+                gb = gb + decay * wb
+            blocks_out = {"w": out_w[part], **{k: a[part] for k, a in out.items()}}
+            self._rule(wb, gb, {k: a[part] for k, a in old1.items()}, lr, t, blocks_out)
         return new_w, new
 
     def _rule(self, w: Array, g: Array, slots: State, lr: Any, t: int, out: State) -> None:

@@ -547,12 +547,11 @@ def test_adam_weight_decay_is_coupled_not_adamw(w):
 
 
 @pytest.mark.parametrize("make", CLASSES)
-@pytest.mark.parametrize("threads", [1, 2])
-def test_blocks_give_bitwise_the_whole_array_update(monkeypatch, make, threads):
-    """The rule runs on blocks of BLOCK entries (on every core): parameters of several blocks
-    and a ragged last one, a transposed (non-contiguous) gradient, a 0-d parameter, each
-    updated bitwise as the whole arrays are (BLOCK larger than any parameter)."""
-    from nn import optim, parallel
+def test_blocks_give_bitwise_the_whole_array_update(monkeypatch, make):
+    """The rule runs on blocks of BLOCK entries: parameters of several blocks and a ragged
+    last one, a transposed (non-contiguous) gradient, a 0-d parameter, each updated bitwise
+    as the whole arrays are (BLOCK larger than any parameter)."""
+    from nn import optim
 
     rng = np.random.default_rng(0)
     opt = make(weight_decay=0.01)
@@ -570,9 +569,6 @@ def test_blocks_give_bitwise_the_whole_array_update(monkeypatch, make, threads):
     monkeypatch.setattr(optim, "BLOCK", 1 << 30)
     whole, whole_state = two_steps()
     monkeypatch.setattr(optim, "BLOCK", 1000)  # 52 blocks of w, the last of 561 entries
-    monkeypatch.setattr(parallel, "THREADS", threads)
-    monkeypatch.setattr(parallel, "MIN_SIZE", 0)
-    monkeypatch.setattr(parallel, "_pool", None)
     blocks, blocks_state = two_steps()
     pairs = [*zip(whole.values(), blocks.values(), strict=True),
              *zip(whole_state.values(), blocks_state.values(), strict=True)]  # fmt: skip
