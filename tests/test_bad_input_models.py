@@ -6,11 +6,9 @@ error must name the argument, what was expected and what was received (``parts``
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import numpy as np
 import pytest
+from bad_input_table import DOCS, bad, check_named_error
 
 from nn import DataError, DTypeError, ShapeError, relu
 from nn.clip import clip_by_global_norm
@@ -28,7 +26,6 @@ from nn.run import score
 from nn.step import train_step
 from nn.train import mean_loss
 
-DOCS = Path(__file__).parents[1] / "docs" / "bad-input.md"
 MODEL = mlp([4, 5, 3])
 P = MODEL.init(0)
 X, Y = np.ones((2, 4), np.float32), np.array([0, 2])
@@ -39,10 +36,6 @@ W = {"w": np.ones((2, 2), np.float32)}
 LP = np.log(np.full((1, 3, 3), 1 / 3))  # (N, T, K): blank is 2
 INK = np.full((5, 5), 200, np.uint8)
 B1 = np.ones(1)
-
-
-def bad(case, call, error, *parts):
-    return pytest.param(call, error, parts, id=case)
 
 
 CASES = [
@@ -156,24 +149,9 @@ CASES = [
 ]  # fmt: skip
 
 
-def documented() -> dict[str, str]:
-    """Case id -> the message of its row in docs/bad-input.md."""
-    rows = {}
-    for line in DOCS.read_text(encoding="utf-8").splitlines():
-        if m := re.match(r"\| `([\w-]+)` \|.*\| (`+) (.*) \2 \|$", line):
-            rows[m[1]] = m[3].replace("\\|", "|")
-    return rows
-
-
 @pytest.mark.parametrize(("call", "error", "parts"), CASES)
 def test_bad_input_is_a_named_error(call, error, parts, request):
-    with pytest.raises(error) as caught:
-        call()
-    message = str(caught.value)
-    assert type(caught.value) is error, message
-    for part in parts:
-        assert part in message, (part, message)
-    assert documented().get(request.node.callspec.id) == message  # the docs show this message
+    check_named_error(call, error, parts, request.node.callspec.id)
 
 
 def test_an_empty_batch_is_an_empty_prediction_and_correct_reads_none():

@@ -9,11 +9,11 @@ file), never a traceback. Nothing here trains: the run folders are written by ha
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bad_input_table import bad, check_named_error, documented
 
 import nn.datasets
 from conftest import synthetic_digits
@@ -25,7 +25,6 @@ from nn.errors import DataError, ShapeError
 from nn.png import write_png
 from nn.train import train
 
-DOCS = Path(__file__).parents[1] / "docs" / "bad-input.md"
 CFG = Config().override(["model.hidden=[8]", "train.epochs=1", "train.validation=20",
                          "train.batch_size=50"])  # fmt: skip
 XS, YS = synthetic_digits(100)
@@ -47,10 +46,6 @@ validation = 10
 XT = np.zeros((40, 28, 30), np.uint8)
 YT = np.full((40, 2), -1)
 YT[:, 0] = 3
-
-
-def bad(case, call, error, *parts):
-    return pytest.param(call, error, parts, id=case)
 
 
 def replace(a, index, value):
@@ -123,25 +118,10 @@ CASES = [
 ]  # fmt: skip
 
 
-def documented() -> dict[str, str]:
-    """Case id -> the message of its row in docs/bad-input.md."""
-    rows = {}
-    for line in DOCS.read_text(encoding="utf-8").splitlines():
-        if m := re.match(r"\| `([\w-]+)` \|.*\| (`+) (.*) \2 \|$", line):
-            rows[m[1]] = m[3].replace("\\|", "|")
-    return rows
-
-
 @pytest.mark.parametrize(("call", "error", "parts"), CASES)
 def test_bad_input_is_a_named_error(call, error, parts, request, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # config files are written here
-    with pytest.raises(error) as caught:
-        call()
-    message = str(caught.value)
-    assert type(caught.value) is error, message
-    for part in parts:
-        assert part in message, (part, message)
-    assert documented().get(request.node.callspec.id) == message  # the docs show this message
+    check_named_error(call, error, parts, request.node.callspec.id)
 
 
 @pytest.fixture(scope="module")
