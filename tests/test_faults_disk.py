@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import errno
 import fnmatch
-import json
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_faults import same_run
 
 import nn.datasets
-from conftest import same_bits, synthetic_digits
+from conftest import synthetic_digits
 from nn.atomic import sha256_array, write_text_atomic
 from nn.checkpoint import load_checkpoint, save_checkpoint
 from nn.cli import main
@@ -49,22 +49,6 @@ def target(path: str | os.PathLike[str]) -> str:
     name = os.path.basename(path)
     temporary = re.fullmatch(r"\.(.+)\.[^.]+\.tmp", name)
     return temporary.group(1) if temporary else name
-
-
-def same_run(a: Path, b: Path) -> None:
-    """Two run folders hold bitwise the same weights, optimizer state, history and score."""
-    for sub in ("model", "."):
-        params_a, opt_a, _ = load_checkpoint(a / sub)
-        params_b, opt_b, _ = load_checkpoint(b / sub)
-        assert sorted(params_a) == sorted(params_b) and sorted(opt_a) == sorted(opt_b)
-        assert all(same_bits(params_a[k], params_b[k]) for k in params_a), sub
-        assert all(same_bits(opt_a[k], opt_b[k]) for k in opt_a), sub
-    clock = {"seconds", "images_per_second"}
-    ma, mb = (json.loads((run / "metrics.json").read_text()) for run in (a, b))
-    assert [{k: v for k, v in r.items() if k not in clock} for r in ma["history"]] == [
-        {k: v for k, v in r.items() if k not in clock} for r in mb["history"]
-    ]
-    assert ma["test"] == mb["test"]
 
 
 class FullDisk:
