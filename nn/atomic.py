@@ -9,17 +9,26 @@ the :class:`OSError` with its errno and the *destination* as its filename, so th
 which file could not be written: ``[Errno 28] No space left on device: 'run/metrics.json'``
 (a bare ``write`` error names no file at all). A process killed outright (SIGKILL, power loss)
 can leave a temporary ``.<name>.<random>.tmp`` beside the destination; no reader ever opens one.
+
+Reading is the other half: :func:`read_npy` reads an ``.npy`` member with memory for the bytes
+it holds, never for what its header claims, and :data:`ZIP_ERRORS` is what a damaged zip can
+raise, for the npz readers to name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import lzma
+import math
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,3 +157,49 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def sha256_array(a: np.ndarray) -> str:
     """Hex SHA-256 of an array's C-contiguous bytes (how DESIGN.md pins MNIST's content)."""
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, RuntimeError,
+              ValueError)  # fmt: skip
+"""What zipfile raises for a damaged or unusual zip, besides a missing member's KeyError:
+BadZipFile; zlib.error and lzma.LZMAError for a damaged deflate or LZMA stream (bzip2's is an
+OSError); EOFError for data cut short; RuntimeError for an encrypted member and its subclass
+NotImplementedError for an unknown compression method or zip version; ValueError, whose
+subclass UnicodeDecodeError is a name flagged UTF-8 that is not. The readers turn them into
+DataErrors naming the file."""
+
+
+def read_npy(data: bytes) -> np.ndarray[Any, Any]:
+    """The array in ``data``, the bytes of an ``.npy`` file; a ValueError if they hold no array.
+
+    Why not :func:`numpy.lib.format.read_array` alone: from a zip member it allocates the shape
+    its header claims before reading a byte of data, so a header of a few bytes claiming
+    2**40 elements asks for terabytes. Here the claim must equal the bytes that follow the
+    header first, so memory follows the bytes, never the claim. Object arrays (pickle) are
+    refused.
+
+    >>> buffer = io.BytesIO()
+    >>> np.save(buffer, np.arange(3, dtype=np.int16))
+    >>> read_npy(buffer.getvalue())
+    array([0, 1, 2], dtype=int16)
+    >>> read_npy(buffer.getvalue()[:-1])
+    Traceback (most recent call last):
+    ValueError: truncated data: header claims shape (3,) of int16, 6 bytes; the file holds 5
+    """
+    f = io.BytesIO(data)
+    version = np.lib.format.read_magic(f)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}  # fmt: skip
+    if version not in readers:  # 3.0 only adds UTF-8 field names, which no array of ours has
+        raise ValueError(f"npy format version {version[0]}.{version[1]}; readable: 1.0, 2.0")
+    shape, _, dtype = readers[version](f)
+    if dtype.hasobject:
+        raise ValueError(f"Object arrays cannot be loaded: dtype {dtype} would need pickle")
+    claimed, held = math.prod(shape) * dtype.itemsize, len(data) - f.tell()
+    if claimed != held:
+        what = "truncated data" if held < claimed else "data after the array"
+        raise ValueError(
+            f"{what}: header claims shape {shape} of {dtype}, {claimed} bytes; "
+            f"the file holds {held}"
+        )
+    return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)

@@ -24,18 +24,22 @@ from __future__ import annotations
 
 import io
 import json
-import lzma
 import os
 import re
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nn.atomic import npz_bytes, sha256_bytes, write_bytes_atomic, write_text_atomic
-from nn.digit_strings_io import read_npy
+from nn.atomic import (
+    ZIP_ERRORS,
+    npz_bytes,
+    read_npy,
+    sha256_bytes,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from nn.errors import DataError, DTypeError
 
 __all__ = ["FORMAT_VERSION", "load_checkpoint", "save_checkpoint"]
@@ -161,10 +165,6 @@ def _read_arrays(data: bytes, path: Path) -> tuple[Arrays, Arrays]:
                     raise DataError(f"{path}: unreadable npz member {member!r} ({error})") from None
     except DataError:
         raise
-    # RuntimeError: an encrypted member; NotImplementedError (a RuntimeError): an unknown
-    # compression method or zip version; zlib.error and LZMAError: a damaged deflate or LZMA
-    # stream (a damaged bzip2 stream is an OSError).
-    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, ValueError, OSError, EOFError,
-            RuntimeError) as error:  # fmt: skip
+    except ZIP_ERRORS as error:
         raise DataError(f"{path}: unreadable npz ({type(error).__name__}: {error})") from None
     return groups["params"], groups["opt"]

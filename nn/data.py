@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import http.client
 import io
-import lzma
 import os
 import sys
 import tempfile
@@ -20,7 +19,6 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from nn.atomic import npz_bytes, sha256_array, write_bytes_atomic
-from nn.digit_strings_io import read_npy
+from nn.atomic import ZIP_ERRORS, npz_bytes, read_npy, sha256_array, write_bytes_atomic
 from nn.errors import DataError
 from nn.idx import read_idx
 from nn.mnist_wheel import WHEEL as WHEEL  # "as": re-exported for `from nn.data import ...`
@@ -165,12 +162,7 @@ def _read_npz(path: Path) -> Arrays:
                 arrays[member.removesuffix(".npy")] = _read_npy_member(archive, member)
     except DataError:
         raise
-    # zipfile raises RuntimeError for an encrypted member, NotImplementedError (a RuntimeError)
-    # for an unknown compression method, EOFError and zlib.error for data cut short or
-    # damaged (LZMAError for an LZMA member), UnicodeDecodeError (a ValueError) for a name
-    # flagged UTF-8 that is not
-    except (OSError, EOFError, RuntimeError, ValueError, zipfile.BadZipFile, zlib.error,
-            lzma.LZMAError) as e:  # fmt: skip
+    except ZIP_ERRORS as e:
         kind = type(e).__name__
         raise DataError(f"expected an npz (a zip of .npy files), not read: {kind}: {e}") from e
     return arrays

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import zipfile
 from pathlib import Path
@@ -23,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from nn.atomic import sha256_array, write_bytes_atomic
+from nn.atomic import read_npy, sha256_array, write_bytes_atomic
 from nn.errors import DataError
 
-__all__ = ["RECORD", "read_checked_npz", "read_npy", "write_checked_npz"]
+__all__ = ["RECORD", "read_checked_npz", "write_checked_npz"]
 
 RECORD = "record"  # the member holding the JSON record
 Arrays = dict[str, np.ndarray[Any, Any]]
@@ -112,39 +111,3 @@ def _read_members(data: bytes, path: Path, names: tuple[str, ...]) -> Arrays:
         kind = type(error).__name__
         raise DataError(f"{path}: not a readable npz ({kind}: {error})") from None
     return arrays
-
-
-def read_npy(data: bytes) -> np.ndarray[Any, Any]:
-    """The array in ``data``, the bytes of an ``.npy`` file; a ValueError if they hold no array.
-
-    Why not :func:`numpy.lib.format.read_array` alone: from a zip member it allocates the shape
-    its header claims before reading a byte of data, so a header of a few bytes claiming
-    2**40 elements asks for terabytes. Here the claim must equal the bytes that follow the
-    header first, so memory follows the bytes, never the claim. Object arrays (pickle) are
-    refused.
-
-    >>> buffer = io.BytesIO()
-    >>> np.save(buffer, np.arange(3, dtype=np.int16))
-    >>> read_npy(buffer.getvalue())
-    array([0, 1, 2], dtype=int16)
-    >>> read_npy(buffer.getvalue()[:-1])
-    Traceback (most recent call last):
-    ValueError: truncated data: header claims shape (3,) of int16, 6 bytes; the file holds 5
-    """
-    f = io.BytesIO(data)
-    version = np.lib.format.read_magic(f)
-    readers = {(1, 0): np.lib.format.read_array_header_1_0,
-               (2, 0): np.lib.format.read_array_header_2_0}  # fmt: skip
-    if version not in readers:  # 3.0 only adds UTF-8 field names, which no array of ours has
-        raise ValueError(f"npy format version {version[0]}.{version[1]}; readable: 1.0, 2.0")
-    shape, _, dtype = readers[version](f)
-    if dtype.hasobject:
-        raise ValueError(f"Object arrays cannot be loaded: dtype {dtype} would need pickle")
-    claimed, held = math.prod(shape) * dtype.itemsize, len(data) - f.tell()
-    if claimed != held:
-        what = "truncated data" if held < claimed else "data after the array"
-        raise ValueError(
-            f"{what}: header claims shape {shape} of {dtype}, {claimed} bytes; "
-            f"the file holds {held}"
-        )
-    return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)

