@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nn import activations
+from nn.conv_layers import Conv2D, Flatten
 from nn.errors import DataError, ShapeError, VerificationError
 from nn.layers import Activation, Dense, Layer
 from nn.model import Sequential, check_model, layer_params, mlp, one_hot
@@ -260,15 +261,24 @@ def test_a_users_loss_is_verified_at_assembly():
         Sequential([Dense(4)], input_shape=(3,), loss="hinge")
 
 
-@pytest.mark.parametrize("sequence", [False, True])
-def test_a_first_dense_layers_input_gradient_is_skipped_and_the_gradients_are_the_same(
-    monkeypatch, sequence
+FIRST_LAYERS = {  # a network whose first layer can skip dx, and its input shape
+    "dense": (lambda: [Dense(5), Activation(activations.relu), Dense(4)], (6,)),
+    "dense on a sequence": (lambda: [Dense(5), Activation(activations.relu), Dense(4)], (3, 6)),
+    "conv2d": (lambda: [Conv2D(4, kernel=3, padding=1), Activation(activations.relu),
+                        Conv2D(3, kernel=3), Flatten(), Dense(10)], (2, 6, 6)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("first", FIRST_LAYERS)
+def test_a_first_layers_input_gradient_is_skipped_and_the_gradients_are_the_same(
+    monkeypatch, first
 ):
-    """The input is data, so the model asks its first Dense for no dx (a third of its backward
-    work); every parameter gradient is bitwise what the full backward pass gives, and a model
-    asked for the layer inputs' cotangents (nn.trace, the doctor) still gets the first one."""
-    shape = (3, 6) if sequence else (6,)
-    model = Sequential([Dense(5), Activation(activations.relu), Dense(4)], input_shape=shape)
+    """The input is data, so the model asks its first Dense or Conv2D for no dx (a third of a
+    dense layer's backward work, a conv's col2im); every parameter gradient is bitwise what
+    the full backward pass gives, and a model asked for the layer inputs' cotangents
+    (nn.trace, the doctor) still gets the first one."""
+    layers, shape = FIRST_LAYERS[first]
+    model = Sequential(layers(), input_shape=shape)
     params = model.init(0)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((7, *shape)).astype(np.float32)
