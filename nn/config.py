@@ -85,6 +85,8 @@ class TrainConfig:
     validation: int = 5000  # the last images of the training set, held out for validation
     seed: int = 0  # initialization, shuffling and augmentation all derive from it
     shift: int = 2  # random translation by up to this many pixels (0: no augmentation)
+    slant: float = 0.0  # random shear, |slant| up to this (nn.augment.random_affine; 0: off)
+    zoom: float = 0.0  # random zoom in [1 - zoom, 1 + zoom] about the centre (0: off)
     patience: int = 0  # early stopping: epochs without a better validation loss (0: off)
     nonfinite: str = "raise"  # a NaN or inf in a step: raise | skip (the batch) | rollback
 
@@ -195,6 +197,8 @@ class Config:
             ("train", "validation", t.validation >= 0, "an integer >= 0"),
             ("train", "seed", t.seed >= 0, "an integer >= 0"),
             ("train", "shift", 0 <= t.shift <= 13, "an integer in 0..13 (pixels)"),
+            ("train", "slant", 0 <= t.slant <= 1, "a number in [0, 1]"),
+            ("train", "zoom", 0 <= t.zoom <= 0.5, "a number in [0, 0.5]"),
             ("train", "patience", t.patience >= 0, "an integer >= 0 (0: off)"),
             ("train", "nonfinite", t.nonfinite in NONFINITE, " | ".join(NONFINITE)),
             ("train", "patience", t.patience == 0 or t.validation > 0,

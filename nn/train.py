@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from nn.augment import random_shift
+from nn.augment import random_affine, random_shift
 from nn.build import build_model as build_model  # re-exported: nn.train.build_model
 from nn.build import build_optimizer as build_optimizer
 from nn.build import build_schedule as build_schedule
@@ -151,6 +151,8 @@ def train(
             xb = np.divide(xb, np.float32(255), out=buffer[: len(idx)], dtype=np.float32)
             if t.shift:
                 xb = random_shift(xb, shifts, t.shift)
+            if t.slant or t.zoom:  # drawn after the shifts, from the same generator
+                xb = random_affine(xb, shifts, t.slant, t.zoom)
             yb = labels[idx]
             lr = schedule(epoch * steps_per_epoch + step) * guard.lr_scale
             xb = xb.reshape(len(idx), *model.input_shape)  # (B, 784) or (B, 1, 28, 28)

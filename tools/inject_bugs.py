@@ -237,6 +237,11 @@ BUGS = {
         "shifts = np.random.default_rng([t.seed, epoch, AUGMENT])",
         "shifts = np.random.default_rng()",
     ),
+    "slants only one way (random_affine draws s from [0, slant])": (
+        "nn/augment.py",
+        "s = rng.uniform(-slant, slant, n)[:, None, None]",
+        "s = rng.uniform(0, slant, n)[:, None, None]",
+    ),
 }
 
 
@@ -249,6 +254,7 @@ FIRST_LOOK = {
     "nn/optim.py": ["tests/test_optim.py"],
     "nn/init.py": ["tests/test_init.py"],
     "nn/train.py": ["tests/test_train.py", "tests/test_cnn.py"],
+    "nn/augment.py": ["tests/test_random_affine.py", "tests/test_augment.py"],
     "nn/conv.py": ["tests/test_conv2d.py"],
     "nn/pool.py": ["tests/test_max_pool2d.py"],
     "nn/norm.py": ["tests/test_batch_norm.py"],
