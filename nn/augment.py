@@ -18,6 +18,10 @@ from nn.op import Array
 
 __all__ = ["random_affine", "random_shift"]
 
+MAX_SLANT, MAX_ZOOM = 1.0, 0.5
+"""The largest ``slant`` and ``zoom`` :func:`random_affine` takes (``[train]`` checks the same):
+beyond them a digit is slanted past 45 degrees or zoomed to half or 1.5 times its size."""
+
 
 def random_shift(images: Array, rng: np.random.Generator, max_shift: int) -> Array:
     """Each image moved by its own random offset ``(dy, dx)``, ``|dy|, |dx| <= max_shift``.
@@ -76,7 +80,7 @@ def random_affine(images: Array, rng: np.random.Generator, slant: float, zoom: f
             f"random_affine: images must be float32 or float64 (it interpolates), "
             f"received {images.dtype}"
         )
-    for name, value, top in (("slant", slant, 1.0), ("zoom", zoom, 0.5)):
+    for name, value, top in (("slant", slant, MAX_SLANT), ("zoom", zoom, MAX_ZOOM)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= top:
             raise ValueError(f"random_affine: {name} must be a number in [0, {top}], "
                              f"received {value!r}")  # fmt: skip

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nn.architecture import layer_problem
+from nn.augment import MAX_SLANT, MAX_ZOOM
 from nn.errors import DataError
 
 if sys.version_info >= (3, 11):
@@ -197,8 +198,8 @@ class Config:
             ("train", "validation", t.validation >= 0, "an integer >= 0"),
             ("train", "seed", t.seed >= 0, "an integer >= 0"),
             ("train", "shift", 0 <= t.shift <= 13, "an integer in 0..13 (pixels)"),
-            ("train", "slant", 0 <= t.slant <= 1, "a number in [0, 1]"),
-            ("train", "zoom", 0 <= t.zoom <= 0.5, "a number in [0, 0.5]"),
+            ("train", "slant", 0 <= t.slant <= MAX_SLANT, f"a number in [0, {MAX_SLANT}]"),
+            ("train", "zoom", 0 <= t.zoom <= MAX_ZOOM, f"a number in [0, {MAX_ZOOM}]"),
             ("train", "patience", t.patience >= 0, "an integer >= 0 (0: off)"),
             ("train", "nonfinite", t.nonfinite in NONFINITE, " | ".join(NONFINITE)),
             ("train", "patience", t.patience == 0 or t.validation > 0,

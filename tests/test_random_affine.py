@@ -1,5 +1,7 @@
 """random_affine against scipy.ndimage.affine_transform, and its laws."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -115,3 +117,16 @@ def test_the_trainer_slants_and_zooms_and_resumes_bitwise(tmp_path):
     resumed = train(cfg, x, y, run_dir=tmp_path / "cut", resume=True)
     for name in whole.params:
         assert same_bits(resumed.params[name], whole.params[name]), name
+
+
+def test_the_config_refuses_what_the_op_would():
+    """[train] slant and zoom are checked when the config is read, against the op's own
+    limits, so a bad value stops before any training instead of at the first batch."""
+    from nn.errors import DataError
+
+    for key, value, limit in (("slant", 1.5, "[0, 1.0]"), ("slant", float("nan"), "[0, 1.0]"),
+                              ("zoom", 0.7, "[0, 0.5]"), ("zoom", -0.1, "[0, 0.5]")):  # fmt: skip
+        with pytest.raises(
+            DataError, match=rf"\[train\] {key} must be a number in {re.escape(limit)}"
+        ):
+            Config.from_dict({"train": {key: value}})
