@@ -4,6 +4,13 @@ Every op is a pure function ``op(*arrays, **static) -> (out, vjp)`` (see :mod:`n
 documented by a spec page ``spec/<op>.md`` and verified by :mod:`nn.testing`.
 """
 
+from nn.blas_env import quiet_blas_spin
+
+# Before anything imports NumPy, which loads OpenBLAS (see nn.blas_env); hence the imports
+# below come after a call.
+# ruff: noqa: E402
+quiet_blas_spin()
+
 from nn.activations import log_softmax, relu, sigmoid, softmax, tanh
 from nn.conv import conv2d, conv2d_transpose
 from nn.ctc import ctc_alignment, ctc_loss

@@ -242,6 +242,11 @@ BUGS = {
         "s = rng.uniform(-slant, slant, n)[:, None, None]",
         "s = rng.uniform(0, slant, n)[:, None, None]",
     ),
+    "overrides the user's OpenBLAS spin (nn.blas_env sets instead of setdefault)": (
+        "nn/blas_env.py",
+        "os.environ.setdefault(SPIN_VARIABLE, SPIN_EXPONENT)",
+        "os.environ[SPIN_VARIABLE] = SPIN_EXPONENT",
+    ),
 }
 
 
