@@ -235,15 +235,38 @@ def ctc_alignment(log_probs: Array, labels: Any) -> Array:
     >>> ctc_alignment(lp, np.array([[0]])).round(4).tolist()  # 00, 0-, -0 equally likely
     [[[0.3333, 0.6667, 0.0], [0.0, 0.6667, 0.3333]]]
     """
-    if not isinstance(log_probs, np.ndarray) or log_probs.dtype.kind != "f":
-        got = getattr(log_probs, "dtype", type(log_probs).__name__)
-        raise DTypeError(f"ctc_alignment: log_probs must be a real float array, received {got}")
-    if log_probs.ndim != 3 or log_probs.shape[2] == 0:
-        raise ShapeError(
-            f"ctc_alignment: log_probs must have shape (N, T, K) with K >= 1 (the blank), "
-            f"received shape {log_probs.shape}"
-        )
-    lp, skip, last, _ = _lattice("ctc_alignment", log_probs, labels)
+    lp, skip, last, _ = _lattice("ctc_alignment", _checked("ctc_alignment", log_probs), labels)
     alpha = _forward(lp, skip)  # (N, T+1, S)
     gamma = _posteriors(lp, skip, last, alpha, _log_likelihood(alpha, last))  # (N, T, S)
     return gamma.astype(log_probs.dtype)
+
+
+def ctc_log_likelihood(log_probs: Array, labels: Any) -> Array:
+    r"""``log p(l_n | x_n)`` of each example: (N,) float64, ``-inf`` where it is impossible.
+
+    The forward recursion of :func:`ctc_loss` without the mean: ``ctc_loss`` is
+    ``-ctc_log_likelihood(...).mean()``. It scores a given string, which is what
+    :mod:`nn.ensemble` needs to compare one string under several models. Same arguments and
+    checks as :func:`ctc_loss`.
+
+    >>> lp = np.log(np.full((1, 2, 2), 0.5))
+    >>> ctc_log_likelihood(lp, np.array([[0]])).round(4).tolist()  # log 3/4
+    [-0.2877]
+    """
+    lp, skip, last, _ = _lattice(
+        "ctc_log_likelihood", _checked("ctc_log_likelihood", log_probs), labels
+    )
+    return _log_likelihood(_forward(lp, skip), last)  # (N,)
+
+
+def _checked(name: str, log_probs: Any) -> Array:
+    """``log_probs`` if it is a real float (N, T, K) array with K >= 1, else a named error."""
+    if not isinstance(log_probs, np.ndarray) or log_probs.dtype.kind != "f":
+        got = getattr(log_probs, "dtype", type(log_probs).__name__)
+        raise DTypeError(f"{name}: log_probs must be a real float array, received {got}")
+    if log_probs.ndim != 3 or log_probs.shape[2] == 0:
+        raise ShapeError(
+            f"{name}: log_probs must have shape (N, T, K) with K >= 1 (the blank), "
+            f"received shape {log_probs.shape}"
+        )
+    return log_probs

@@ -19,6 +19,7 @@ from hypothesis.extra.numpy import arrays
 
 import nn
 from nn import ctc_alignment, ctc_loss, log_softmax
+from nn.ctc import ctc_log_likelihood
 from nn.testing import check_reference, check_vjp
 
 # --- references -------------------------------------------------------------------------
@@ -364,3 +365,30 @@ def test_shape_laws(problem):
     post = ctc_alignment(lp, labels)
     assert post.shape == (*lp.shape[:2], 2 * labels.shape[1] + 1) and post.dtype == lp.dtype
     assert np.isfinite(loss) and np.isfinite(dlp).all() and np.isfinite(post).all()
+
+
+@pytest.mark.spec("ctc_loss", 17)
+@pytest.mark.parametrize(("t", "k", "rows"), CASES)
+def test_log_likelihood_per_example(t, k, rows):
+    """log p(l_n | x_n) of each example against enumeration; -mean is the loss; float32 in
+    gives float64 out; an impossible label is -inf; bad input is named as in ctc_loss."""
+    labels = pad(rows)
+    lp = random_log_probs(t * k + 2, (len(rows), t, k))
+    got = ctc_log_likelihood(lp, labels)
+    assert got.shape == (len(rows),) and got.dtype == np.float64
+    want = [brute_force(x, r)[0] for x, r in zip(lp, rows, strict=True)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert np.isclose(-got.mean(), ctc_loss(lp, labels=labels)[0], rtol=1e-14)
+    single = ctc_log_likelihood(lp.astype(np.float32), labels)
+    assert single.dtype == np.float64
+    np.testing.assert_allclose(single, got, rtol=1e-5)
+    if rows[0]:
+        blocked = lp.copy()
+        blocked[0, :, rows[0][0]] = -np.inf  # the first label's first symbol cannot be written
+        assert ctc_log_likelihood(blocked, labels)[0] == -np.inf
+    with pytest.raises(nn.DataError, match="ctc_log_likelihood: labels must lie in"):
+        ctc_log_likelihood(lp, np.full_like(labels, k - 1))
+    with pytest.raises(nn.DTypeError, match="ctc_log_likelihood: log_probs must be a real float"):
+        ctc_log_likelihood(lp.astype(np.int64), labels)
+    with pytest.raises(nn.ShapeError, match="ctc_log_likelihood: log_probs must have shape"):
+        ctc_log_likelihood(lp[0], labels)
