@@ -108,7 +108,8 @@ def parser() -> argparse.ArgumentParser:
         "inverted if its border is light (digits light on dark, as the training strings), "
         "cropped to its ink, scaled so the ink is as tall as in the training strings (25 px) "
         "and centred on the model's canvas.",
-        epilog="example:\n  python -m nn read runs/digits7-20261125-061500 number.png",
+        epilog="examples:\n  python -m nn read runs/digits7-20261125-061500 number.png\n"
+        "  python -m nn read runs/digits7-a number.png --with runs/digits7-b --shifts",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     read.add_argument("run", metavar="RUN", help="a run folder written by `train`")
@@ -117,6 +118,12 @@ def parser() -> argparse.ArgumentParser:
                       help="how CTC columns become a string (default: beam_search)")  # fmt: skip
     read.add_argument("--beam", type=int, default=8, metavar="B",
                       help="the beam width of beam_search (default 8)")  # fmt: skip
+    read.add_argument("--with", dest="also", action="append", default=[], metavar="RUN",
+                      help="another run that reads too (repeatable); the runs' readings are "
+                      "combined as a product of experts, and --decoder does not apply")  # fmt: skip
+    read.add_argument("--shifts", action="store_true",
+                      help="each run also reads the image moved one pixel left, right, up and "
+                      "down; the views are combined as a product of experts")  # fmt: skip
 
     data = commands.add_parser(
         "data",
@@ -294,12 +301,16 @@ def _string_figures(test: dict[str, object]) -> str:
 
 
 def read_command(args: argparse.Namespace) -> int:
+    from nn.ensemble import VIEWS
     from nn.reading import read_number
     from nn.run import load_model
 
     trained = load_model(args.run)
+    also = [load_model(run) for run in args.also]
+    views = VIEWS if args.shifts else ((0, 0),)
     for f in args.files:
-        reading, inverted = read_number(trained, f, decoder=args.decoder, beam=args.beam)
+        reading, inverted = read_number(trained, f, decoder=args.decoder, beam=args.beam,
+                                        also=also, views=views)  # fmt: skip
         note = " (inverted: light background)" if inverted else ""
         print(f"{f}: {reading.text or '(nothing)'}{note}")
         for digit, p in zip(reading.labels, reading.confidences, strict=True):

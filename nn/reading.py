@@ -9,6 +9,7 @@ read right only if every digit is (:mod:`nn.string_metrics`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 from nn.activations import log_softmax
 from nn.build import images_to_inputs
 from nn.decode import Reading, beam_search, best_path
+from nn.ensemble import VIEWS, product_of_experts, shifted
 from nn.errors import DataError, ShapeError
 from nn.inputs import as_integer, check_scored
 from nn.layers import Params, State
@@ -86,33 +88,69 @@ def score_strings(
     }
 
 
-def read_number(trained: Any, path: str | Path, *, decoder: str = "beam_search",
-                beam: int = 8) -> tuple[Reading, bool]:  # fmt: skip
+def read_number(trained: Any, path: str | Path, *, decoder: str = "beam_search", beam: int = 8,
+                also: Sequence[Any] = (), views: Sequence[tuple[int, int]] = ((0, 0),),
+                ) -> tuple[Reading, bool]:  # fmt: skip
     """The number in one image file, read by a run's model: ``(reading, inverted)``.
 
     The image is made to look like the training strings: gray, a light number on a dark
     background (a light background is inverted), then fitted into the model's canvas: scaled
-    down if it is taller than the canvas, and padded with background to its size.
+    down if it is taller than the canvas, and padded with background to its size. With more
+    runs (``also``) or views than the image itself, :func:`read_with_experts` reads it
+    (``decoder`` and ``beam`` then do not apply).
     """
-    if not isinstance(trained, Trained):
-        raise TypeError(
-            f"read_number: trained must be a run's model, nn.run.load_model(RUN), received "
-            f"{type(trained).__name__}"
-        )
-    if trained.cfg.data.name != "digit_strings":  # an MLP's (784,) or a CNN's (N, 10): no string
-        raise DataError(
-            f"{path}: the run's model reads single digits ([data] name = "
-            f"{trained.cfg.data.name!r}); read needs a run trained with [data] name = "
-            f'"digit_strings" (for single digits use `python -m nn predict`)'
-        )
+    for who in (trained, *also):
+        _check_string_reader("read_number", who, where=str(path))
     image = read_picture(path)  # (H, W) uint8
     inverted = bool(light_background(image[None])[0])
     image = 255 - image if inverted else image
     _, height, width = trained.model.input_shape
     canvas = fit_to_canvas(image, height, width, where=str(path))  # (height, width)
+    if also or tuple(views) != ((0, 0),):
+        return read_with_experts([trained, *also], canvas[None], views=views)[0], inverted
     x = images_to_inputs(canvas[None], trained.model.input_shape)  # (1, 1, height, width)
     out = trained.model.predict(trained.params, x, state=trained.state)
     return read_outputs(trained.model, out, decoder=decoder, beam=beam)[0], inverted
+
+
+def read_with_experts(runs: Sequence[Any], images: Array, *,
+                      views: Sequence[tuple[int, int]] = VIEWS) -> list[Reading]:  # fmt: skip
+    """Each run's model reads each view of ``images`` (N, H, W) uint8 (``views`` are the
+    (dy, dx) of :func:`nn.ensemble.shifted`); :func:`nn.ensemble.product_of_experts` of
+    these ``len(runs) * len(views)`` experts picks each string (spec/product_of_experts.md).
+    Every run must read strings with CTC, on a canvas of the images' size."""
+    if not runs or not views:
+        raise DataError(f"read_with_experts: runs and views must not be empty, received "
+                        f"{len(runs)} runs and {len(views)} views")  # fmt: skip
+    experts = []
+    for run in runs:
+        _check_string_reader("read_with_experts", run, where="read_with_experts")
+        if run.model.loss_name != "ctc" or run.model.input_shape[1:] != np.shape(images)[1:]:
+            raise DataError(
+                f"read_with_experts: every run must read {np.shape(images)[1:]} images with "
+                f"CTC, received a run with loss {run.model.loss_name!r} and input shape "
+                f"{run.model.input_shape}"
+            )
+        x = images_to_inputs(images, run.model.input_shape)  # (N, 1, H, W)
+        for dy, dx in views:
+            out = run.model.predict(run.params, shifted(x, dy, dx), state=run.state)  # (N, T, K)
+            experts.append(log_softmax(out.astype(np.float64))[0])
+    return product_of_experts(experts)
+
+
+def _check_string_reader(who: str, trained: Any, *, where: str) -> None:
+    """A run's model (nn.run.load_model) trained on digit strings, or a named error."""
+    if not isinstance(trained, Trained):
+        raise TypeError(
+            f"{who}: trained must be a run's model, nn.run.load_model(RUN), received "
+            f"{type(trained).__name__}"
+        )
+    if trained.cfg.data.name != "digit_strings":  # an MLP's (784,) or a CNN's (N, 10): no string
+        raise DataError(
+            f"{where}: the run's model reads single digits ([data] name = "
+            f"{trained.cfg.data.name!r}); read needs a run trained with [data] name = "
+            f'"digit_strings" (for single digits use `python -m nn predict`)'
+        )
 
 
 #: Ink height a picture is scaled to: the median of the 7-digit test strings' (25 px: a

@@ -12,7 +12,9 @@ from bad_input_table import DOCS, bad, check_named_error
 
 from nn import DataError, DTypeError, ShapeError, relu
 from nn.clip import clip_by_global_norm
+from nn.ctc import ctc_log_likelihood
 from nn.decode import beam_search, best_path, forced_alignment, readings_to_labels
+from nn.ensemble import product_of_experts, shifted
 from nn.errors import DivergenceError
 from nn.guard import Guard
 from nn.health import EpochHealth, layer_names
@@ -140,6 +142,13 @@ CASES = [
         DataError, "decoder", "best_path", "'greedy'"),
     bad("read_outputs-rank", lambda: read_outputs(MODEL, OUT), ShapeError, "out", "(N, T, K)",
         "(2, 3)"),
+    bad("product_of_experts-empty", lambda: product_of_experts([]),
+        DataError, "log_probs", "non-empty list", "list of length 0"),
+    bad("product_of_experts-shape", lambda: product_of_experts([LP, LP[:, :, :2]]),
+        ShapeError, "log_probs[1]", "the N and K of log_probs[0]", "(1, 3, 2)"),
+    bad("shifted-dy", lambda: shifted(INK, 6, 0), DataError, "dy", "from -5 to 5", "6"),
+    bad("ctc_log_likelihood-labels", lambda: ctc_log_likelihood(LP, np.array([[2]])),
+        DataError, "labels", "[0, 2)", "from 2 to 2"),
     bad("fit_to_canvas-float", lambda: fit_to_canvas(INK.astype(float), 28, 30),
         DataError, "image", "uint8", "float64"),
     bad("fit_to_canvas-height", lambda: fit_to_canvas(INK, 2, 30),

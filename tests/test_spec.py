@@ -25,6 +25,7 @@ RULE_SECTIONS = ["Definition", "Derivation", "Numerics", "Invariants", "Example"
 RULE_HEADER_KEYS = {"rule", "module", "objects"}
 RULE_MODULES = (
     "nn.init", "nn.optim", "nn.schedules", "nn.augment", "nn.clip", "nn.decode", "nn.digit_strings",
+    "nn.ensemble",
 )  # fmt: skip
 
 

@@ -53,6 +53,26 @@ BUGS = {
         "        stay_b = total + row[blank]",
         "        stay_b = pb + row[blank]",
     ),
+    "the product of experts scores each candidate by its own expert only": (
+        "nn/ensemble.py",
+        "        for lp in experts:\n            scores[c] +=",
+        "        for lp in experts[c : c + 1]:\n            scores[c] +=",
+    ),
+    "the product of experts averages confidences over the experts that can write the string": (
+        "nn/ensemble.py",
+        "    confidences = total / len(experts)  # (L,)",
+        "    confidences = total / max(1, np.count_nonzero(total)) * (total > 0)  # (L,)",
+    ),
+    "a shifted view blanks the edges but does not move the pixels": (
+        "nn/ensemble.py",
+        "    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[",
+        "    out[..., max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)] = x[",
+    ),
+    "CTC's log-likelihood of a given string ignores the last column": (
+        "nn/ctc.py",
+        "    return _log_likelihood(_forward(lp, skip), last)  # (N,)",
+        "    return _log_likelihood(_forward(lp[:, :-1], skip), last)  # (N,)",
+    ),
     "digit strings are labelled with another digit's label": (
         "nn/digit_strings.py",
         "labels.astype(np.int64)[chosen]",

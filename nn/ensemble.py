@@ -1,0 +1,149 @@
+r"""Reading with several experts: a product of experts over strings (spec/product_of_experts.md).
+
+An *expert* is one CTC model reading one *view* of the image (the image itself, or the
+image moved by a pixel). Each gives its own columns ``log_probs`` (N, T_m, K); their columns
+need not line up (a moved image moves the spikes; two models may place a digit in
+neighbouring columns, or have different T). A string's probability does not depend on
+where its symbols sit, so the experts are combined string by string:
+
+.. math:: \mathrm{score}(l) = \sum_{m=1}^{M} \log p_m(l \mid x),
+
+the log of a product of experts (Hinton 2002). The exact argmax over all strings is out of
+reach, so each example's candidates are the strings the experts read by best path, and
+:func:`product_of_experts` keeps the candidate with the highest score.
+
+>>> import numpy as np
+>>> a = np.log([[[0.4, 0.1, 0.5], [0.5, 0.1, 0.4]]])  # best path _ 0 reads "0"
+>>> b = np.log([[[0.05, 0.05, 0.9], [0.05, 0.05, 0.9]]])  # best path _ _ reads ""
+>>> # p_a("0") = 0.61, p_b("0") = 0.0925; p_a("") = 0.2, p_b("") = 0.81: "" wins
+>>> r = product_of_experts([a, b])[0]
+>>> r.text, round(r.log_prob, 4)  # log(0.2 * 0.81)
+('', -1.8202)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from nn.ctc import ctc_log_likelihood
+from nn.decode import Reading, best_path, forced_alignment, readings_to_labels
+from nn.errors import DataError, DTypeError, ShapeError
+from nn.inputs import as_integer
+from nn.op import Array
+
+__all__ = ["VIEWS", "product_of_experts", "shifted"]
+
+#: (dy, dx) of the views read at test time: the image, then moved one pixel left, right, up
+#: and down. One pixel is within what training's random_shift (shift = 1) showed the model.
+VIEWS = ((0, 0), (0, -1), (0, 1), (-1, 0), (1, 0))
+
+
+def shifted(x: Array, dy: int, dx: int) -> Array:
+    """``x`` (..., H, W) moved ``dy`` rows down and ``dx`` columns right; what enters is 0.
+
+    ``out[..., i, j] = x[..., i - dy, j - dx]`` where that pixel exists, else 0; a new array.
+
+    >>> shifted(np.arange(1, 7).reshape(2, 3), 0, 1).tolist()
+    [[0, 1, 2], [0, 4, 5]]
+    """
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise ShapeError(f"shifted: x must have shape (..., H, W), received shape {x.shape}")
+    for name, value, size in (("dy", dy, x.shape[-2]), ("dx", dx, x.shape[-1])):
+        if as_integer(value) is None or abs(value) > size:
+            raise DataError(f"shifted: {name} must be an integer from -{size} to {size} (the "
+                            f"image's size), received {value!r}")  # fmt: skip
+    h, w = x.shape[-2:]
+    out = np.zeros_like(x)
+    # Rows i of out with 0 <= i - dy < h receive rows i - dy of x; likewise columns.
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        ..., max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+    ]
+    return out
+
+
+def product_of_experts(log_probs: Sequence[Array]) -> list[Reading]:
+    r"""The best-scoring of the experts' best-path strings, one Reading per example.
+
+    ``log_probs`` is a non-empty sequence of M arrays ``(N, T_m, K)`` (``log_softmax``
+    outputs of CTC models; same N and K, any T_m). For each example the candidates are the
+    M best-path strings; each is scored by :math:`\sum_m \log p_m(l \mid x)` (exact, by the
+    CTC forward recursion), and the highest wins; ties go to the earliest expert. The
+    Reading's ``log_prob`` is that score; its confidence for symbol i is the mean over the
+    experts of the confidence that expert's forced alignment of the string gives symbol i
+    (as in :func:`nn.decode.beam_search`), counting 0 for an expert under which the string
+    is impossible. One expert gives exactly its best path's string and confidences.
+    """
+    experts = _checked(log_probs)
+    n = experts[0].shape[0]
+    candidates = [best_path(lp) for lp in experts]  # M lists of N Readings
+    scores = np.zeros((len(experts), n))  # (M candidates, N)
+    for c, readings in enumerate(candidates):
+        labels = readings_to_labels(readings, length=max(1, _longest(readings)))  # (N, L)
+        for lp in experts:
+            scores[c] += _string_log_likelihood(lp, labels)  # (N,)
+    winner = scores.argmax(axis=0)  # (N,): first maximum, the earliest expert
+    out = []
+    for i, c in enumerate(winner.tolist()):
+        labels = candidates[c][i].labels
+        out.append(Reading(labels, _confidences(experts, i, labels), float(scores[c, i])))
+    return out
+
+
+def _string_log_likelihood(lp: Array, labels: Array) -> Array:
+    """(N,) log p(l_n | x_n) under one expert; -inf for a string too long for its T columns
+    (a model with fewer columns cannot write it), where ctc_log_likelihood would refuse."""
+    pad = labels < 0  # (N, L)
+    repeats = ((labels[:, 1:] == labels[:, :-1]) & ~pad[:, 1:]).sum(axis=1)  # (N,)
+    fits = (~pad).sum(axis=1) + repeats <= lp.shape[1]  # (N,)
+    out = np.full(len(labels), -np.inf)  # (N,)
+    if fits.any():
+        out[fits] = ctc_log_likelihood(lp[fits], labels[fits])
+    return out
+
+
+def _confidences(experts: list[Array], i: int, labels: Array) -> Array:
+    """(L,): per symbol, the experts' mean forced-alignment confidence (0 where impossible)."""
+    total = np.zeros(len(labels))  # (L,)
+    blank = experts[0].shape[2] - 1
+    for lp in experts:
+        seq = lp[i].astype(np.float64)  # (T, K)
+        try:
+            path = forced_alignment(seq, labels)  # (T,)
+        except DataError:  # too few columns, or probability 0: this expert gives nothing
+            continue
+        starts = np.flatnonzero(np.diff(path, prepend=-1) != 0)  # (R,) first column of each run
+        ends = np.append(starts[1:], len(path))  # (R,)
+        emits = path[starts] != blank  # (R,): the runs that write a symbol, L of them
+        total += [np.exp(seq[a:b, path[a]].max())
+                  for a, b in zip(starts[emits], ends[emits], strict=True)]  # fmt: skip
+    confidences = total / len(experts)  # (L,)
+    confidences.flags.writeable = False
+    return confidences
+
+
+def _longest(readings: list[Reading]) -> int:
+    return max((len(r.labels) for r in readings), default=0)
+
+
+def _checked(log_probs: object) -> list[Array]:
+    if isinstance(log_probs, np.ndarray) or not isinstance(log_probs, Sequence) or not log_probs:
+        raise DataError(
+            f"product_of_experts: log_probs must be a non-empty list of (N, T, K) arrays, one "
+            f"per expert, received {type(log_probs).__name__}"
+            + (f" of length {len(log_probs)}" if isinstance(log_probs, Sequence) else "")
+        )
+    experts = [np.asarray(lp) for lp in log_probs]
+    for m, lp in enumerate(experts):
+        if lp.dtype.kind != "f":
+            raise DTypeError(f"product_of_experts: log_probs[{m}] must be a float array, "
+                             f"received {lp.dtype}")  # fmt: skip
+        first = experts[0]
+        if lp.ndim != 3 or (lp.shape[0], lp.shape[-1]) != (first.shape[0], first.shape[-1]):
+            raise ShapeError(
+                f"product_of_experts: log_probs[{m}] must be (N, T, K) with the N and K of "
+                f"log_probs[0], {experts[0].shape}, received shape {lp.shape}"
+            )
+    return experts
