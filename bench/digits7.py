@@ -3,6 +3,8 @@
     python bench/digits7.py                      # train the three configs, then score them
     python bench/digits7.py --out runs           # the same, keeping runs/digits7* folders
     python bench/digits7.py --runs RUN [RUN ...] # score run folders already trained
+    python bench/digits7.py --ensemble --runs RUN [RUN ...]  # and their products of experts
+    python bench/digits7.py --held-out 5000 --runs RUN [RUN ...]  # on validation digits
 
 The three configs are ``digits7`` (convolutional columns read by CTC, trained on strings of 1
 to 7 digits), ``digits7_cnn_heads`` (the same kind of convolutional layers, then 7 softmax
@@ -10,6 +12,14 @@ heads) and ``digits7_mlp_heads`` (a fully connected network on the whole image, 
 heads need strings of one length, so they train on 7-digit strings only. All three are
 scored on the same 10000 test strings of 7 digits made only of MNIST test digits
 (``[data]`` of each config; the script refuses runs whose test strings differ).
+
+With ``--held-out N`` the strings scored are N strings of 7 digits made of the validation
+digits (MNIST training digits that no training string uses) instead of the test strings: a
+check that needs no look at the test set.
+
+With ``--ensemble``, the CTC runs are also read as products of experts
+(spec/product_of_experts.md): each run with its image moved by a pixel (``nn.ensemble.VIEWS``,
+5 views), all runs together, and all runs with 5 views each.
 
 Printed per model: whole-number accuracy (every digit right, no partial credit) with best
 path and, for CTC, beam search (width 8); the character error rate; parameters; training
@@ -19,6 +29,8 @@ never asserted: the machine is shared and its timings are noisy.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -32,8 +44,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from nn.activations import log_softmax
 from nn.build import images_to_inputs
-from nn.datasets import load_dataset, string_params
+from nn.data import default_cache_path, fetch_mnist
+from nn.datasets import VALIDATION_SHARE, cached_strings, load_dataset, string_params
+from nn.ensemble import VIEWS, product_of_experts, shifted
 from nn.progress import ProgressBar
 from nn.reading import read_outputs
 from nn.run import load_model, train_run
@@ -54,19 +69,49 @@ def train_all(out: Path) -> list[Path]:
     return runs
 
 
-def score_run(run: Path, test: tuple[Any, Any] | None) -> tuple[dict[str, Any], Any]:
-    """One run's figures on its test strings (made once, shared by every run)."""
+def strings_params(cfg: Any, held_out: int) -> Any:
+    """The generator's parameters of the strings scored: the config's test strings, or with
+    ``held_out`` > 0 that many strings of ``test_length`` digits made of the validation
+    digits (MNIST training digits that no training string uses)."""
+    if not held_out:
+        return string_params(cfg.data, "test")
+    length = cfg.data.test_length
+    data = dataclasses.replace(cfg.data, min_length=length, max_length=length)
+    return string_params(data, "validation", held_out)
+
+
+def strings_of(cfg: Any, held_out: int) -> tuple[Any, Any]:
+    """Images (N, H, W) and labels (N, L) of the strings scored (see strings_params)."""
+    if not held_out:
+        data = load_dataset(cfg, log=lambda line: None)
+        return data.x_test, data.y_test
+    mnist = fetch_mnist(log=lambda line: None)
+    n = len(mnist.x_train) - len(mnist.x_train) // VALIDATION_SHARE  # the validation digits
+    made = cached_strings(strings_params(cfg, held_out), mnist.x_train[n:], mnist.y_train[n:],
+                          cache_dir=default_cache_path().parent, log=lambda line: None)  # fmt: skip
+    return made.images, made.labels
+
+
+def score_run(run: Path, test: tuple[Any, Any] | None, views: bool = False,
+              held_out: int = 0) -> tuple[dict[str, Any], Any, list[Any]]:  # fmt: skip
+    """One run's figures on its test strings (made once, shared by every run), and with
+    ``views`` its log-probabilities (N, T, K) on each of nn.ensemble.VIEWS."""
     cfg, model, params, state = load_model(run)
     if test is None:
-        data = load_dataset(cfg, log=lambda line: None)
-        test = (string_params(cfg.data, "test"), (data.x_test, data.y_test))
-    if string_params(cfg.data, "test") != test[0]:
+        test = (strings_params(cfg, held_out), strings_of(cfg, held_out))
+    if strings_params(cfg, held_out) != test[0]:
         raise SystemExit(f"{run}: its test strings differ from the first run's; not comparable")
     images, labels = test[1]
     began = time.perf_counter()
     x = images_to_inputs(images, model.input_shape)  # (N, 1, 32, 144) float32
     out = model.predict(params, x, state=state)  # (N, T, K) or (N, 7, 10)
     predict_seconds = time.perf_counter() - began
+    experts = []
+    if views and model.loss_name == "ctc":
+        for dy, dx in VIEWS:
+            moved = out if (dy, dx) == (0, 0) else model.predict(params, shifted(x, dy, dx),
+                                                                 state=state)  # fmt: skip
+            experts.append(log_softmax(moved.astype(np.float64))[0])  # (N, T, K)
     metrics = json.loads((run / "metrics.json").read_text())
     epochs = [r["seconds"] for r in metrics["history"]]
     row: dict[str, Any] = {
@@ -91,7 +136,41 @@ def score_run(run: Path, test: tuple[Any, Any] | None) -> tuple[dict[str, Any], 
             "character_error_rate": character_error_rate(labels, read),
             "decode_seconds": time.perf_counter() - began,
         }
-    return row, test
+    return row, test, experts
+
+
+def score_experts(name: str, experts: list[Any], members: list[dict[str, Any]],
+                  labels: Any) -> dict[str, Any]:  # fmt: skip
+    """The figures of one product of experts, read by its members (rows of score_run)."""
+    began = time.perf_counter()
+    read = [r.labels for r in product_of_experts(experts)]
+    return {
+        "name": name,
+        "experts": len(experts),
+        "accuracy": float(strings_match(labels, read).mean()),
+        "character_error_rate": character_error_rate(labels, read),
+        "decode_seconds": time.perf_counter() - began,
+        "parameters": sum(m["parameters"] for m in members),
+        "run_seconds": sum(m["run_seconds"] for m in members),
+    }
+
+
+def ensembles(rows: list[dict[str, Any]], experts: list[list[Any]], labels: Any) -> list[Any]:
+    """Each CTC run with its 5 views, all CTC runs, all CTC runs with 5 views each, and
+    with more than 2 runs every pair with 5 views each."""
+    ctc = [(r, e) for r, e in zip(rows, experts, strict=True) if e]
+    out = [score_experts(f"{Path(r['run']).name}, {len(e)} views", e, [r], labels)
+           for r, e in ctc]  # fmt: skip
+    if len(ctc) > 1:
+        members = [r for r, _ in ctc]
+        out.append(score_experts(f"{len(ctc)} runs", [e[0] for _, e in ctc], members, labels))
+        out.append(score_experts(f"{len(ctc)} runs, {len(VIEWS)} views each",
+                                 [v for _, e in ctc for v in e], members, labels))  # fmt: skip
+    if len(ctc) > 2:
+        for (r1, e1), (r2, e2) in itertools.combinations(ctc, 2):
+            name = f"{Path(r1['run']).name} and {Path(r2['run']).name}, {len(VIEWS)} views each"
+            out.append(score_experts(name, e1 + e2, [r1, r2], labels))
+    return out
 
 
 def main(argv: list[str]) -> None:
@@ -102,11 +181,17 @@ def main(argv: list[str]) -> None:
     else:
         out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else Path("runs")
         runs = train_all(out)
-    rows, test = [], None
+    held_out = int(argv[argv.index("--held-out") + 1]) if "--held-out" in argv else 0
+    if held_out:
+        argv = argv[: argv.index("--held-out")] + argv[argv.index("--held-out") + 2 :]
+    rows, test, experts = [], None, []
     for run in runs:
-        row, test = score_run(run, test)
+        row, test, views = score_run(run, test, views="--ensemble" in argv, held_out=held_out)
         rows.append(row)
-    print("\n## whole-number accuracy on the same 10000 test strings of 7 digits\n")
+        experts.append(views)
+    kind = "held-out strings of validation digits" if held_out else "test strings"
+    count = len(test[1][1]) if test is not None else 0
+    print(f"\n## whole-number accuracy on the same {count} {kind} of 7 digits\n")
     print("| model | decoder | whole-number accuracy | character error rate | parameters | "
           "training strings (lengths) | epochs | training time | epoch median |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
@@ -121,6 +206,17 @@ def main(argv: list[str]) -> None:
                   f"{minutes:.1f} min | {r['epoch_median_seconds']:.0f} s |")  # fmt: skip
     print(f"\n{os.cpu_count()} cores; training time is the whole `python -m nn train` run "
           f"(data, epochs, validation, test scoring); decode times in the JSON below.")  # fmt: skip
+    if "--ensemble" in argv and test is not None:
+        together = ensembles(rows, experts, test[1][1])
+        print("\n## products of experts (spec/product_of_experts.md) on the same strings\n")
+        print("| experts | count | whole-number accuracy | character error rate | parameters | "
+              "training time (all runs) | decode time |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|")
+        for e in together:
+            print(f"| {e['name']} | {e['experts']} | {100 * e['accuracy']:.2f}% | "
+                  f"{100 * e['character_error_rate']:.3f}% | {e['parameters']:,} | "
+                  f"{e['run_seconds'] / 60:.1f} min | {e['decode_seconds']:.0f} s |")  # fmt: skip
+        rows.append({"products_of_experts": together})
     print(json.dumps(rows, indent=1))
 
 
