@@ -48,6 +48,7 @@ from nn.activations import log_softmax
 from nn.build import images_to_inputs
 from nn.data import default_cache_path, fetch_mnist
 from nn.datasets import VALIDATION_SHARE, cached_strings, load_dataset, string_params
+from nn.decode import best_path
 from nn.ensemble import VIEWS, product_of_experts, shifted
 from nn.progress import ProgressBar
 from nn.reading import read_outputs
@@ -144,12 +145,17 @@ def score_experts(name: str, experts: list[Any], members: list[dict[str, Any]],
     """The figures of one product of experts, read by its members (rows of score_run)."""
     began = time.perf_counter()
     read = [r.labels for r in product_of_experts(experts)]
+    decode_seconds = time.perf_counter() - began
+    # The oracle: how often some expert's best path, a candidate, is the true string.
+    among = np.any([strings_match(labels, [r.labels for r in best_path(e)]) for e in experts],
+                   axis=0)  # fmt: skip
     return {
         "name": name,
         "experts": len(experts),
         "accuracy": float(strings_match(labels, read).mean()),
+        "truth_among_candidates": float(among.mean()),
         "character_error_rate": character_error_rate(labels, read),
-        "decode_seconds": time.perf_counter() - began,
+        "decode_seconds": decode_seconds,
         "parameters": sum(m["parameters"] for m in members),
         "run_seconds": sum(m["run_seconds"] for m in members),
     }
@@ -209,11 +215,12 @@ def main(argv: list[str]) -> None:
     if "--ensemble" in argv and test is not None:
         together = ensembles(rows, experts, test[1][1])
         print("\n## products of experts (spec/product_of_experts.md) on the same strings\n")
-        print("| experts | count | whole-number accuracy | character error rate | parameters | "
-              "training time (all runs) | decode time |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|")
+        print("| experts | count | whole-number accuracy | truth among candidates | character "
+              "error rate | parameters | training time (all runs) | decode time |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
         for e in together:
             print(f"| {e['name']} | {e['experts']} | {100 * e['accuracy']:.2f}% | "
+                  f"{100 * e['truth_among_candidates']:.2f}% | "
                   f"{100 * e['character_error_rate']:.3f}% | {e['parameters']:,} | "
                   f"{e['run_seconds'] / 60:.1f} min | {e['decode_seconds']:.0f} s |")  # fmt: skip
         rows.append({"products_of_experts": together})
