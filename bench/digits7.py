@@ -29,6 +29,7 @@ never asserted: the machine is shared and its timings are noisy.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import itertools
 import json
@@ -93,10 +94,10 @@ def strings_of(cfg: Any, held_out: int) -> tuple[Any, Any]:
     return made.images, made.labels
 
 
-def score_run(run: Path, test: tuple[Any, Any] | None, views: bool = False,
+def score_run(run: Path, test: tuple[Any, Any] | None, with_views: bool = False,
               held_out: int = 0) -> tuple[dict[str, Any], Any, list[Any]]:  # fmt: skip
     """One run's figures on its test strings (made once, shared by every run), and with
-    ``views`` its log-probabilities (N, T, K) on each of nn.ensemble.VIEWS."""
+    ``with_views`` its log-probabilities (N, T, K) on each of nn.ensemble.VIEWS."""
     cfg, model, params, state = load_model(run)
     if test is None:
         test = (strings_params(cfg, held_out), strings_of(cfg, held_out))
@@ -108,7 +109,7 @@ def score_run(run: Path, test: tuple[Any, Any] | None, views: bool = False,
     out = model.predict(params, x, state=state)  # (N, T, K) or (N, 7, 10)
     predict_seconds = time.perf_counter() - began
     experts = []
-    if views and model.loss_name == "ctc":
+    if with_views and model.loss_name == "ctc":
         for dy, dx in VIEWS:
             moved = out if (dy, dx) == (0, 0) else model.predict(params, shifted(x, dy, dx),
                                                                  state=state)  # fmt: skip
@@ -179,22 +180,31 @@ def ensembles(rows: list[dict[str, Any]], experts: list[list[Any]], labels: Any)
     return out
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Issue 6's figures: reading 7-digit numbers.")
+    parser.add_argument("--runs", nargs="+", type=Path, metavar="RUN",
+                        help="score these run folders, not three newly trained")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=Path("runs"),
+                        help="where to train the three configs (default: runs)")  # fmt: skip
+    parser.add_argument("--ensemble", action="store_true",
+                        help="also score the CTC runs as products of experts")  # fmt: skip
+    parser.add_argument("--held-out", type=int, default=0, metavar="N",
+                        help="score N 7-digit strings of held-out training digits")  # fmt: skip
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str]) -> None:
+    args = parse(argv)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"numpy {np.__version__}, python {platform.python_version()}")  # fmt: skip
-    if "--runs" in argv:
-        runs = [Path(a) for a in argv[argv.index("--runs") + 1 :]]
-    else:
-        out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else Path("runs")
-        runs = train_all(out)
-    held_out = int(argv[argv.index("--held-out") + 1]) if "--held-out" in argv else 0
-    if held_out:
-        argv = argv[: argv.index("--held-out")] + argv[argv.index("--held-out") + 2 :]
+    runs = args.runs or train_all(args.out)
+    held_out = args.held_out
     rows, test, experts = [], None, []
     for run in runs:
-        row, test, views = score_run(run, test, views="--ensemble" in argv, held_out=held_out)
+        row, test, view_log_probs = score_run(run, test, with_views=args.ensemble,
+                                              held_out=held_out)  # fmt: skip
         rows.append(row)
-        experts.append(views)
+        experts.append(view_log_probs)
     kind = "held-out strings of validation digits" if held_out else "test strings"
     count = len(test[1][1]) if test is not None else 0
     print(f"\n## whole-number accuracy on the same {count} {kind} of 7 digits\n")
@@ -212,7 +222,7 @@ def main(argv: list[str]) -> None:
                   f"{minutes:.1f} min | {r['epoch_median_seconds']:.0f} s |")  # fmt: skip
     print(f"\n{os.cpu_count()} cores; training time is the whole `python -m nn train` run "
           f"(data, epochs, validation, test scoring); decode times in the JSON below.")  # fmt: skip
-    if "--ensemble" in argv and test is not None:
+    if args.ensemble and test is not None:
         together = ensembles(rows, experts, test[1][1])
         print("\n## products of experts (spec/product_of_experts.md) on the same strings\n")
         print("| experts | count | whole-number accuracy | truth among candidates | character "

@@ -123,7 +123,8 @@ def parser() -> argparse.ArgumentParser:
                       "combined as a product of experts, and --decoder does not apply")  # fmt: skip
     read.add_argument("--shifts", action="store_true",
                       help="each run also reads the image moved one pixel left, right, up and "
-                      "down; the views are combined as a product of experts")  # fmt: skip
+                      "down; the views are combined as a product of experts, and --decoder "
+                      "does not apply")  # fmt: skip
 
     data = commands.add_parser(
         "data",

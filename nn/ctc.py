@@ -246,8 +246,9 @@ def ctc_log_likelihood(log_probs: Array, labels: Any) -> Array:
 
     The forward recursion of :func:`ctc_loss` without the mean: ``ctc_loss`` is
     ``-ctc_log_likelihood(...).mean()``. It scores a given string, which is what
-    :mod:`nn.ensemble` needs to compare one string under several models. Same arguments and
-    checks as :func:`ctc_loss`.
+    :mod:`nn.ensemble` needs to compare one string under several models. The same
+    ``log_probs`` and ``labels`` as :func:`ctc_loss` (``labels`` positional here) and the same
+    checks, except that N = 0 gives an empty array.
 
     >>> lp = np.log(np.full((1, 2, 2), 0.5))
     >>> ctc_log_likelihood(lp, np.array([[0]])).round(4).tolist()  # log 3/4

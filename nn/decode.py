@@ -49,7 +49,9 @@ class Reading:
     ``labels`` ``(L,)`` int64 class indices in ``[0, K-1)``; ``confidences`` ``(L,)`` float64,
     one per symbol, in ``(0, 1]``; ``log_prob``: for :func:`best_path` the log-probability of
     the best alignment, for :func:`beam_search` :math:`\\log p(l \\mid x)` summed over the
-    alignments the beam kept (a lower bound, exact when nothing was pruned).
+    alignments the beam kept (a lower bound, exact when nothing was pruned); for
+    :func:`nn.ensemble.product_of_experts` the sum over the experts of their exact
+    log p_m(l | x) (-inf when some expert cannot write the string).
     """
 
     labels: Array

@@ -68,27 +68,29 @@ def product_of_experts(log_probs: Sequence[Array]) -> list[Reading]:
     r"""The best-scoring of the experts' best-path strings, one Reading per example.
 
     ``log_probs`` is a non-empty sequence of M arrays ``(N, T_m, K)`` (``log_softmax``
-    outputs of CTC models; same N and K, any T_m). For each example the candidates are the
-    M best-path strings; each is scored by :math:`\sum_m \log p_m(l \mid x)` (exact, by the
-    CTC forward recursion), and the highest wins; ties go to the earliest expert. The
+    outputs of CTC models; same N and K, any T_m >= 1). For each example the candidates are
+    the M best-path strings; each is scored by :math:`\sum_m \log p_m(l \mid x)` (exact, by
+    the CTC forward recursion), and the highest wins; ties go to the earliest expert. The
     Reading's ``log_prob`` is that score; its confidence for symbol i is the mean over the
-    experts of the confidence that expert's forced alignment of the string gives symbol i
-    (as in :func:`nn.decode.beam_search`), counting 0 for an expert under which the string
-    is impossible. One expert gives exactly its best path's string and confidences.
+    experts of the confidence each gives symbol i on its most probable alignment of the
+    string: its best path when that reads the string, else its forced alignment (as in
+    :func:`nn.decode.beam_search`); 0 from an expert under which the string is impossible.
+    One expert gives exactly its best path's string and confidences.
     """
     experts = _checked(log_probs)
     n = experts[0].shape[0]
     candidates = [best_path(lp) for lp in experts]  # M lists of N Readings
     scores = np.zeros((len(experts), n))  # (M candidates, N)
     for c, readings in enumerate(candidates):
-        labels = readings_to_labels(readings, length=max(1, _longest(readings)))  # (N, L)
+        labels = readings_to_labels(readings)  # (N, L), L = 0 if every string is empty
         for lp in experts:
             scores[c] += _string_log_likelihood(lp, labels)  # (N,)
     winner = scores.argmax(axis=0)  # (N,): first maximum, the earliest expert
     out = []
     for i, c in enumerate(winner.tolist()):
         labels = candidates[c][i].labels
-        out.append(Reading(labels, _confidences(experts, i, labels), float(scores[c, i])))
+        mine = [r[i] for r in candidates]  # each expert's own reading of example i
+        out.append(Reading(labels, _confidences(experts, i, labels, mine), float(scores[c, i])))
     return out
 
 
@@ -104,11 +106,17 @@ def _string_log_likelihood(lp: Array, labels: Array) -> Array:
     return out
 
 
-def _confidences(experts: list[Array], i: int, labels: Array) -> Array:
-    """(L,): per symbol, the experts' mean forced-alignment confidence (0 where impossible)."""
+def _confidences(experts: list[Array], i: int, labels: Array, mine: list[Reading]) -> Array:
+    """(L,): per symbol, the experts' mean confidence on their most probable alignment of
+    ``labels`` (0 from an expert that cannot write it). An expert whose best path reads
+    ``labels`` has that path as its best alignment of them, and its confidences are known;
+    only the others need a forced alignment (Viterbi), which would break ties differently."""
     total = np.zeros(len(labels))  # (L,)
     blank = experts[0].shape[2] - 1
-    for lp in experts:
+    for lp, own in zip(experts, mine, strict=True):
+        if np.array_equal(own.labels, labels):
+            total += own.confidences
+            continue
         seq = lp[i].astype(np.float64)  # (T, K)
         try:
             path = forced_alignment(seq, labels)  # (T,)
@@ -124,26 +132,32 @@ def _confidences(experts: list[Array], i: int, labels: Array) -> Array:
     return confidences
 
 
-def _longest(readings: list[Reading]) -> int:
-    return max((len(r.labels) for r in readings), default=0)
-
-
 def _checked(log_probs: object) -> list[Array]:
+    """The experts as arrays, each named by its index when it is not usable."""
     if isinstance(log_probs, np.ndarray) or not isinstance(log_probs, Sequence) or not log_probs:
-        raise DataError(
-            f"product_of_experts: log_probs must be a non-empty list of (N, T, K) arrays, one "
-            f"per expert, received {type(log_probs).__name__}"
-            + (f" of length {len(log_probs)}" if isinstance(log_probs, Sequence) else "")
-        )
+        got = type(log_probs).__name__
+        if isinstance(log_probs, np.ndarray):
+            got += " (one expert is [log_probs])"
+        elif isinstance(log_probs, Sequence):
+            got += f" of length {len(log_probs)}"
+        raise DataError(f"product_of_experts: log_probs must be a non-empty list of (N, T, K) "
+                        f"arrays, one per expert, received {got}")  # fmt: skip
     experts = [np.asarray(lp) for lp in log_probs]
     for m, lp in enumerate(experts):
+        who = f"product_of_experts: log_probs[{m}]"
         if lp.dtype.kind != "f":
-            raise DTypeError(f"product_of_experts: log_probs[{m}] must be a float array, "
-                             f"received {lp.dtype}")  # fmt: skip
-        first = experts[0]
-        if lp.ndim != 3 or (lp.shape[0], lp.shape[-1]) != (first.shape[0], first.shape[-1]):
-            raise ShapeError(
-                f"product_of_experts: log_probs[{m}] must be (N, T, K) with the N and K of "
-                f"log_probs[0], {experts[0].shape}, received shape {lp.shape}"
-            )
+            raise DTypeError(f"{who} must be a float array, received {lp.dtype}")
+        if lp.ndim != 3 or lp.shape[1] < 1 or lp.shape[2] < 2:
+            raise ShapeError(f"{who} must be (N, T, K) with T >= 1 and K >= 2 (the blank is "
+                             f"K-1), received shape {lp.shape}")  # fmt: skip
+        first = experts[0].shape
+        if (lp.shape[0], lp.shape[2]) != (first[0], first[2]):
+            raise ShapeError(f"{who} must have the N and K of log_probs[0], {first}, received "
+                             f"shape {lp.shape}")  # fmt: skip
+        column_max = lp.max(axis=2, initial=-np.inf)  # (N, T)
+        if not np.isfinite(column_max).all():
+            n, t = np.argwhere(~np.isfinite(column_max))[0]
+            raise DataError(f"{who}: every column must have a finite maximum (no NaN or +inf, "
+                            f"not all -inf), received max {column_max[n, t]} at example {n}, "
+                            f"column {t}")  # fmt: skip
     return experts

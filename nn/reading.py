@@ -99,8 +99,10 @@ def read_number(trained: Any, path: str | Path, *, decoder: str = "beam_search",
     runs (``also``) or views than the image itself, :func:`read_with_experts` reads it
     (``decoder`` and ``beam`` then do not apply).
     """
-    for who in (trained, *also):
-        _check_string_reader("read_number", who, where=str(path))
+    _check_string_reader("read_number: trained", trained, where=str(path))
+    for j, run in enumerate(also):
+        _check_string_reader(f"read_number: also[{j}]", run, where=str(path))
+    views = tuple((dy, dx) for dy, dx in views)  # lists from a caller read as tuples
     image = read_picture(path)  # (H, W) uint8
     inverted = bool(light_background(image[None])[0])
     image = 255 - image if inverted else image
@@ -122,15 +124,20 @@ def read_with_experts(runs: Sequence[Any], images: Array, *,
     if not runs or not views:
         raise DataError(f"read_with_experts: runs and views must not be empty, received "
                         f"{len(runs)} runs and {len(views)} views")  # fmt: skip
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 3:
+        got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else images
+        raise DataError(f"read_with_experts: images must be gray uint8 pixels (N, H, W), "
+                        f"received {got}")  # fmt: skip
     experts = []
-    for run in runs:
-        _check_string_reader("read_with_experts", run, where="read_with_experts")
-        if run.model.loss_name != "ctc" or run.model.input_shape[1:] != np.shape(images)[1:]:
-            raise DataError(
-                f"read_with_experts: every run must read {np.shape(images)[1:]} images with "
-                f"CTC, received a run with loss {run.model.loss_name!r} and input shape "
-                f"{run.model.input_shape}"
-            )
+    for j, run in enumerate(runs):
+        who = f"read_with_experts: runs[{j}]"
+        _check_string_reader(who, run, where=who)
+        if run.model.loss_name != "ctc":
+            raise DataError(f"{who} must read strings with CTC (columns), received a run "
+                            f"with loss {run.model.loss_name!r}")  # fmt: skip
+        if run.model.input_shape[1:] != images.shape[1:]:
+            raise DataError(f"{who} must read images of the given size {images.shape[1:]}, "
+                            f"received a run whose input is {run.model.input_shape}")  # fmt: skip
         x = images_to_inputs(images, run.model.input_shape)  # (N, 1, H, W)
         for dy, dx in views:
             out = run.model.predict(run.params, shifted(x, dy, dx), state=run.state)  # (N, T, K)
@@ -139,10 +146,11 @@ def read_with_experts(runs: Sequence[Any], images: Array, *,
 
 
 def _check_string_reader(who: str, trained: Any, *, where: str) -> None:
-    """A run's model (nn.run.load_model) trained on digit strings, or a named error."""
+    """A run's model (nn.run.load_model) trained on digit strings, or a named error; ``who``
+    is the function and the argument, ``where`` what the other message starts with."""
     if not isinstance(trained, Trained):
         raise TypeError(
-            f"{who}: trained must be a run's model, nn.run.load_model(RUN), received "
+            f"{who} must be a run's model, nn.run.load_model(RUN), received "
             f"{type(trained).__name__}"
         )
     if trained.cfg.data.name != "digit_strings":  # an MLP's (784,) or a CNN's (N, 10): no string

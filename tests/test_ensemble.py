@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -89,6 +90,11 @@ def test_one_expert_is_best_path(seed):
         np.testing.assert_allclose(r.confidences, b.confidences, rtol=1e-14)
         assert math.isclose(r.log_prob, brute(lp[n])[tuple(r.labels.tolist())][0], rel_tol=1e-12)
         assert r.log_prob >= b.log_prob
+    # A tie between a symbol and the blank: best_path keeps the symbol's run going (lower
+    # class index), and so must the reading's confidence (0.45 in column 1, not 0.4).
+    tie = np.log([[[0.4, 0.3, 0.3], [0.45, 0.1, 0.45], [0.1, 0.1, 0.8]]])
+    (r,), (b,) = product_of_experts([tie]), best_path(tie)
+    assert r.text == b.text == "0" and r.confidences.tolist() == b.confidences.tolist() == [0.45]
 
 
 @pytest.mark.spec("product_of_experts", 2)
@@ -125,6 +131,12 @@ def test_the_experts_order_and_multiplicity():
         np.testing.assert_array_equal(r.labels, b.labels)
         assert math.isclose(r.log_prob, 2 * b.log_prob, rel_tol=1e-12)
         np.testing.assert_allclose(r.confidences, b.confidences, rtol=1e-12)
+    # Two experts that mirror each other (classes 0 and 1 swapped) give "0" and "1" the same
+    # score: the earliest expert's string is read.
+    a = np.log([[[0.5, 0.2, 0.3], [0.5, 0.2, 0.3]]])
+    b = a[:, :, [1, 0, 2]]
+    ab, ba = product_of_experts([a, b])[0], product_of_experts([b, a])[0]
+    assert (ab.text, ba.text) == ("0", "1") and ab.log_prob == ba.log_prob
 
 
 @pytest.mark.spec("product_of_experts", 4)
@@ -173,18 +185,36 @@ def test_examples_are_read_independently_and_dtypes_agree():
 
 @pytest.mark.spec("product_of_experts", 6)
 def test_bad_experts_are_named():
+    """Each unusable expert is named by its index, with what was expected and received."""
     lp = np.log(np.full((2, 3, 3), 1 / 3))
-    for bad in ([], (), lp):
-        with pytest.raises(DataError, match="product_of_experts: log_probs must be a non-empty"):
+    for bad, got in (([], "list of length 0"), ((), "tuple of length 0"),
+                     (lp, r"ndarray \(one expert is \[log_probs\]\)"), (3, "int")):  # fmt: skip
+        with pytest.raises(DataError, match=rf"^product_of_experts: log_probs must be a "
+                           rf"non-empty list of \(N, T, K\) arrays, one per expert, received "
+                           rf"{got}$"):  # fmt: skip
             product_of_experts(bad)
-    with pytest.raises(DTypeError, match=r"log_probs\[1\] must be a float array, received int"):
-        product_of_experts([lp, np.zeros((2, 3, 3), int)])
-    for shape in ((3, 3, 3), (2, 3, 4), (2, 3)):
-        with pytest.raises(ShapeError, match=r"log_probs\[1\] must be \(N, T, K\) with the N "
-                           r"and K of log_probs\[0\], \(2, 3, 3\), received shape"):  # fmt: skip
+    with pytest.raises(DTypeError, match=r"^product_of_experts: log_probs\[1\] must be a float "
+                       r"array, received int64$"):  # fmt: skip
+        product_of_experts([lp, np.zeros((2, 3, 3), np.int64)])
+    for shape in ((2, 3), (2, 0, 3), (2, 3, 1)):
+        with pytest.raises(ShapeError, match=rf"^product_of_experts: log_probs\[1\] must be "
+                           rf"\(N, T, K\) with T >= 1 and K >= 2 \(the blank is K-1\), "
+                           rf"received shape {re.escape(str(shape))}$"):  # fmt: skip
             product_of_experts([lp, np.zeros(shape)])
-    with pytest.raises(DataError, match="every column of log_probs must have a finite maximum"):
-        product_of_experts([lp, np.full((2, 3, 3), np.nan)])
+    for shape in ((3, 3, 3), (2, 3, 4)):
+        with pytest.raises(ShapeError, match=rf"^product_of_experts: log_probs\[1\] must have "
+                           rf"the N and K of log_probs\[0\], \(2, 3, 3\), received shape "
+                           rf"{re.escape(str(shape))}$"):  # fmt: skip
+            product_of_experts([lp, np.zeros(shape)])
+    with pytest.raises(ShapeError, match=r"^product_of_experts: log_probs\[0\] must be \(N, T, "
+                       r"K\) with T >= 1"):  # fmt: skip
+        product_of_experts([lp[0]])
+    nan = lp.copy()
+    nan[1, 2, 0] = np.nan
+    with pytest.raises(DataError, match=r"^product_of_experts: log_probs\[1\]: every column must "
+                       r"have a finite maximum \(no NaN or \+inf, not all -inf\), received max "
+                       r"nan at example 1, column 2$"):  # fmt: skip
+        product_of_experts([lp, nan])
 
 
 def shifted_by_loop(x, dy, dx):
@@ -242,13 +272,15 @@ def test_read_with_experts_of_a_trained_run(string_run, sample, tmp_path, capsys
     from nn.build import images_to_inputs
 
     x = images_to_inputs(images, trained.model.input_shape)
-    experts = [log_softmax(trained.model.predict(trained.params, shifted_by_loop(x, dy, dx))
-                           .astype(np.float64))[0] for dy, dx in VIEWS]  # fmt: skip
+    experts = [log_softmax(trained.model.predict(trained.params, shifted_by_loop(x, dy, dx),
+                                                 state=trained.state).astype(np.float64))[0]
+               for dy, dx in VIEWS]  # fmt: skip
     expected = product_of_experts(experts + experts)
     got = read_with_experts([trained, trained], images)
     for r, e in zip(got, expected, strict=True):
         np.testing.assert_array_equal(r.labels, e.labels)
         np.testing.assert_allclose(r.confidences, e.confidences, rtol=1e-12)
+        assert math.isclose(r.log_prob, e.log_prob, rel_tol=1e-12)
     one = read_with_experts([trained], images, views=[(0, 0)])
     for r, b in zip(one, best_path(experts[0]), strict=True):
         np.testing.assert_array_equal(r.labels, b.labels)
@@ -267,5 +299,17 @@ def test_read_with_experts_of_a_trained_run(string_run, sample, tmp_path, capsys
                          for d, p in zip(want.labels, want.confidences, strict=True)]  # fmt: skip
     with pytest.raises(DataError, match="read_with_experts: runs and views must not be empty"):
         read_with_experts([], images)
-    with pytest.raises(DataError, match=r"every run must read \(5, 5\) images with CTC"):
-        read_with_experts([trained], images[:, :5, :5])
+    with pytest.raises(
+        DataError,
+        match=r"^read_with_experts: runs\[0\] must read images of "
+        r"the given size \(5, 5\), received a run whose input is \(1, 28, 64\)$",
+    ):
+        read_with_experts([trained, trained], images[:, :5, :5].copy())
+    with pytest.raises(TypeError, match=r"^read_with_experts: runs\[1\] must be a run's model, "
+                       r"nn.run.load_model\(RUN\), received str$"):  # fmt: skip
+        read_with_experts([trained, str(run)], images)
+    with pytest.raises(DataError, match=r"^read_with_experts: images must be gray uint8 pixels "
+                       r"\(N, H, W\), received float64 \(3, 28, 64\)$"):  # fmt: skip
+        read_with_experts([trained], images.astype(float))
+    with pytest.raises(TypeError, match=r"^read_number: also\[0\] must be a run's model"):
+        read_number(trained, tmp_path / "number.png", also=[str(run)])
