@@ -123,7 +123,10 @@ def score_run(run: Path, test: tuple[Any, Any] | None, with_views: bool = False,
         "train_strings": cfg.data.train_strings - cfg.train.validation,
         "lengths": f"{cfg.data.min_length}-{cfg.data.max_length}",
         "epochs": len(epochs),
-        "run_seconds": metrics["seconds"],
+        # A resumed run's metrics time only its last part; its epochs' time is then the
+        # better figure (marked * in the table).
+        "run_seconds": max(metrics["seconds"], sum(epochs)),
+        "resumed": metrics["seconds"] < sum(epochs),
         "epoch_median_seconds": statistics.median(epochs),
         "test_strings": len(labels),
         "predict_seconds": predict_seconds,
@@ -219,9 +222,11 @@ def main(argv: list[str]) -> None:
             print(f"| {Path(r['run']).name} ({r['loss']}) | {decoder} | "
                   f"{100 * d['accuracy']:.2f}% | {100 * d['character_error_rate']:.3f}% | "
                   f"{r['parameters']:,} | {r['train_strings']} ({r['lengths']}) | {r['epochs']} | "
-                  f"{minutes:.1f} min | {r['epoch_median_seconds']:.0f} s |")  # fmt: skip
+                  f"{minutes:.1f} min{'*' if r['resumed'] else ''} | "
+                  f"{r['epoch_median_seconds']:.0f} s |")  # fmt: skip
     print(f"\n{os.cpu_count()} cores; training time is the whole `python -m nn train` run "
-          f"(data, epochs, validation, test scoring); decode times in the JSON below.")  # fmt: skip
+          f"(data, epochs, validation, test scoring), or * for a resumed run the sum of its "
+          f"epochs; decode times in the JSON below.")  # fmt: skip
     if args.ensemble and test is not None:
         together = ensembles(rows, experts, test[1][1])
         print("\n## products of experts (spec/product_of_experts.md) on the same strings\n")
