@@ -125,7 +125,11 @@ def read_with_experts(runs: Sequence[Any], images: Array, *,
         raise DataError(f"read_with_experts: runs and views must not be empty, received "
                         f"{len(runs)} runs and {len(views)} views")  # fmt: skip
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 3:
-        got = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else images
+        got = (
+            f"{images.dtype} {images.shape}"
+            if isinstance(images, np.ndarray)
+            else type(images).__name__
+        )
         raise DataError(f"read_with_experts: images must be gray uint8 pixels (N, H, W), "
                         f"received {got}")  # fmt: skip
     experts = []
