@@ -55,8 +55,13 @@ def _sample_labels(rng: np.random.Generator, log_probs: Array) -> dict[str, Any]
     return {"labels": labels}
 
 
-def _lattice(name: str, log_probs: Array, labels: Any) -> tuple[Array, Array, Array, Array]:
+def _lattice(
+    name: str, log_probs: Array, labels: Any, *, refuse_too_long: bool = True
+) -> tuple[Array, Array, Array, Array]:
     """Check ``labels`` against (N, T, K) log-probs; build the extended-label lattice.
+
+    A label that needs more than T columns is a ``DataError`` unless ``refuse_too_long`` is
+    False; its final states are then out of the forward pass's reach, and its p is 0.
 
     Returns ``lp`` (N, T, S) float64, the log-prob of each state's class per column;
     ``skip`` (N, S), where the jump s-2 -> s is allowed; ``last`` (N, S), the final states
@@ -87,7 +92,7 @@ def _lattice(name: str, log_probs: Array, labels: Any) -> tuple[Array, Array, Ar
     length = (~pad).sum(axis=1)  # (N,)
     same = (lab[:, 1:] == lab[:, :-1]) & ~pad[:, 1:]  # (N, L-1): l_j == l_{j-1}
     repeats = same.sum(axis=1)  # (N,)
-    if (bad := np.flatnonzero(length + repeats > t)).size:
+    if refuse_too_long and (bad := np.flatnonzero(length + repeats > t)).size:
         i = int(bad[0])
         raise DataError(
             f"{name}: example {i} cannot be aligned: its label has length {length[i]} and "
@@ -248,15 +253,16 @@ def ctc_log_likelihood(log_probs: Array, labels: Any) -> Array:
     ``-ctc_log_likelihood(...).mean()``. It scores a given string, which is what
     :mod:`nn.ensemble` needs to compare one string under several models. The same
     ``log_probs`` and ``labels`` as :func:`ctc_loss` (``labels`` positional here) and the same
-    checks, except that N = 0 gives an empty array.
+    checks, except two: N = 0 gives an empty array, and a label too long for the T columns
+    (length plus adjacent repeats above T), which ``ctc_loss`` refuses as a training error,
+    has probability 0 here, log -inf: a reader with fewer columns cannot write it.
 
     >>> lp = np.log(np.full((1, 2, 2), 0.5))
     >>> ctc_log_likelihood(lp, np.array([[0]])).round(4).tolist()  # log 3/4
     [-0.2877]
     """
-    lp, skip, last, _ = _lattice(
-        "ctc_log_likelihood", _checked("ctc_log_likelihood", log_probs), labels
-    )
+    checked = _checked("ctc_log_likelihood", log_probs)
+    lp, skip, last, _ = _lattice("ctc_log_likelihood", checked, labels, refuse_too_long=False)
     return _log_likelihood(_forward(lp, skip), last)  # (N,)
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nn.config import Config, DataConfig
-from nn.data import default_cache_path, fetch_mnist
+from nn.data import MnistData, default_cache_path, fetch_mnist
 from nn.digit_strings import (
     DigitStrings,
     StringParams,
@@ -99,21 +99,33 @@ def cached_strings(
     return strings
 
 
+def held_out_strings(params: StringParams, mnist: MnistData, *, log: Log = print) -> DigitStrings:
+    """Strings of ``params`` made of the validation digits (the last 1/VALIDATION_SHARE of
+    MNIST's training digits, which no training string uses), cached like the others."""
+    n = _first_held_out(mnist)
+    return cached_strings(params, mnist.x_train[n:], mnist.y_train[n:],
+                          cache_dir=default_cache_path().parent, log=log)  # fmt: skip
+
+
+def _first_held_out(mnist: MnistData) -> int:
+    """Index of the first validation digit in MNIST's training digits."""
+    return len(mnist.x_train) - len(mnist.x_train) // VALIDATION_SHARE
+
+
 def load_dataset(cfg: Config, data_dir: str | None = None, *, log: Log = print) -> Dataset:
     """The training and test sets of ``cfg``'s ``[data]``."""
     mnist = fetch_mnist(data_dir, log=log)
     if cfg.data.name == "mnist":
         return Dataset(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test, mnist.source)
     cache_dir = default_cache_path().parent
-    n = len(mnist.x_train) - len(mnist.x_train) // VALIDATION_SHARE
+    n = _first_held_out(mnist)
     count = cfg.data.train_strings - cfg.train.validation
     train = cached_strings(string_params(cfg.data, "train", count), mnist.x_train[:n],
                            mnist.y_train[:n], cache_dir=cache_dir, log=log)  # fmt: skip
     x_train, y_train = train.images, train.labels
     if cfg.train.validation:  # held out by the trainer: the last strings of the training set
-        held = cached_strings(string_params(cfg.data, "validation", cfg.train.validation),
-                              mnist.x_train[n:], mnist.y_train[n:], cache_dir=cache_dir,
-                              log=log)  # fmt: skip
+        held = held_out_strings(string_params(cfg.data, "validation", cfg.train.validation),
+                                mnist, log=log)  # fmt: skip
         x_train = np.concatenate([x_train, held.images])  # (train_strings, H, W)
         y_train = np.concatenate([y_train, held.labels])  # (train_strings, max_length)
     test = cached_strings(string_params(cfg.data, "test"), mnist.x_test, mnist.y_test,

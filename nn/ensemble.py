@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nn.ctc import ctc_log_likelihood
-from nn.decode import Reading, best_path, forced_alignment, readings_to_labels
+from nn.decode import Reading, _readings, best_path, forced_alignment, readings_to_labels
 from nn.errors import DataError, DTypeError, ShapeError
 from nn.inputs import as_integer
 from nn.op import Array
@@ -84,25 +84,13 @@ def product_of_experts(log_probs: Sequence[Array]) -> list[Reading]:
     for c, readings in enumerate(candidates):
         labels = readings_to_labels(readings)  # (N, L), L = 0 if every string is empty
         for lp in experts:
-            scores[c] += _string_log_likelihood(lp, labels)  # (N,)
+            scores[c] += ctc_log_likelihood(lp, labels)  # (N,): -inf if it does not fit
     winner = scores.argmax(axis=0)  # (N,): first maximum, the earliest expert
     out = []
     for i, c in enumerate(winner.tolist()):
         labels = candidates[c][i].labels
         mine = [r[i] for r in candidates]  # each expert's own reading of example i
         out.append(Reading(labels, _confidences(experts, i, labels, mine), float(scores[c, i])))
-    return out
-
-
-def _string_log_likelihood(lp: Array, labels: Array) -> Array:
-    """(N,) log p(l_n | x_n) under one expert; -inf for a string too long for its T columns
-    (a model with fewer columns cannot write it), where ctc_log_likelihood would refuse."""
-    pad = labels < 0  # (N, L)
-    repeats = ((labels[:, 1:] == labels[:, :-1]) & ~pad[:, 1:]).sum(axis=1)  # (N,)
-    fits = (~pad).sum(axis=1) + repeats <= lp.shape[1]  # (N,)
-    out = np.full(len(labels), -np.inf)  # (N,)
-    if fits.any():
-        out[fits] = ctc_log_likelihood(lp[fits], labels[fits])
     return out
 
 
@@ -122,11 +110,9 @@ def _confidences(experts: list[Array], i: int, labels: Array, mine: list[Reading
             path = forced_alignment(seq, labels)  # (T,)
         except DataError:  # too few columns, or probability 0: this expert gives nothing
             continue
-        starts = np.flatnonzero(np.diff(path, prepend=-1) != 0)  # (R,) first column of each run
-        ends = np.append(starts[1:], len(path))  # (R,)
-        emits = path[starts] != blank  # (R,): the runs that write a symbol, L of them
-        total += [np.exp(seq[a:b, path[a]].max())
-                  for a, b in zip(starts[emits], ends[emits], strict=True)]  # fmt: skip
+        emitted = seq[np.arange(len(path)), path]  # (T,)
+        # The decoders' own collapse: a symbol's confidence is its best column in its run.
+        total += _readings(path[None], emitted[None], np.zeros(1), blank)[0].confidences
     confidences = total / len(experts)  # (L,)
     confidences.flags.writeable = False
     return confidences

@@ -108,7 +108,7 @@ def read_number(trained: Any, path: str | Path, *, decoder: str = "beam_search",
     image = 255 - image if inverted else image
     _, height, width = trained.model.input_shape
     canvas = fit_to_canvas(image, height, width, where=str(path))  # (height, width)
-    if also or tuple(views) != ((0, 0),):
+    if also or views != ((0, 0),):
         return read_with_experts([trained, *also], canvas[None], views=views)[0], inverted
     x = images_to_inputs(canvas[None], trained.model.input_shape)  # (1, 1, height, width)
     out = trained.model.predict(trained.params, x, state=trained.state)

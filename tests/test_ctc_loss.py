@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -380,6 +381,13 @@ def test_log_likelihood_per_example(t, k, rows):
     np.testing.assert_allclose(got, want, rtol=1e-12)
     assert math.isclose(-got.mean(), ctc_loss(lp, labels=labels)[0], rel_tol=1e-14)
     assert ctc_log_likelihood(lp[:0], labels[:0]).shape == (0,)  # ctc_loss refuses N = 0
+    # Too long for T (ctc_loss refuses it): no alignment, probability 0, no warning.
+    too_long = pad([[0] * (t + 1), *rows[1:]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        far = ctc_log_likelihood(lp, too_long)
+    assert far[0] == brute_force(lp[0], [0] * (t + 1))[0] == -np.inf
+    np.testing.assert_allclose(far[1:], got[1:], rtol=1e-12)
     single = ctc_log_likelihood(lp.astype(np.float32), labels)
     assert single.dtype == np.float64
     np.testing.assert_allclose(single, got, rtol=1e-5)

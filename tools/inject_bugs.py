@@ -73,6 +73,11 @@ BUGS = {
         "    return _log_likelihood(_forward(lp, skip), last)  # (N,)",
         "    return _log_likelihood(_forward(lp[:, :-1], skip), last)  # (N,)",
     ),
+    "ctc_log_likelihood refuses a string too long for T instead of giving it -inf": (
+        "nn/ctc.py",
+        "labels, refuse_too_long=False)",
+        "labels, refuse_too_long=True)",
+    ),
     "digit strings are labelled with another digit's label": (
         "nn/digit_strings.py",
         "labels.astype(np.int64)[chosen]",
