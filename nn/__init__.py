@@ -5,11 +5,13 @@ documented by a spec page ``spec/<op>.md`` and verified by :mod:`nn.testing`.
 """
 
 from nn.blas_env import quiet_blas_spin
+from nn.heap import keep_heap
 
 # Before anything imports NumPy, which loads OpenBLAS (see nn.blas_env); hence the imports
 # below come after a call.
 # ruff: noqa: E402
 quiet_blas_spin()
+keep_heap()  # a step's large arrays reuse the last step's pages (see nn.heap)
 
 from nn.activations import log_softmax, relu, sigmoid, softmax, tanh
 from nn.conv import conv2d, conv2d_transpose
