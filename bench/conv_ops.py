@@ -17,6 +17,12 @@ Medians are printed, and ratios:
 * ``fb/3gemm``: forward + backward against its own three GEMMs at their shapes, so the
   share of the gather, col2im and layout copies.
 
+``--paths`` times instead forward + backward of each layer by every algorithm that applies
+to it (per-image or batch-wide columns, shifted rows, DFT: tests/test_conv2d.py forces each
+the same way, by the rules' thresholds), with the DFT path's multiply-adds as a fraction of
+the direct sum's (``nn.conv_dft.use_dft`` takes it up to ``DFT_MAX_RATIO``), on the CNN's
+layers and the 7-digit reader's deeper ones (batch 64, as that config trains).
+
 The machine is shared: absolute times swing with other work, ratios much less (all the
 timings of one repeat run back to back, and the median is taken per column). Figures are
 printed, never asserted. The peak of NumPy's allocations (tracemalloc) in one forward +
@@ -32,7 +38,9 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +55,59 @@ LAYERS = [
     ("conv2 3x3", (128, 32, 14, 14), (64, 32, 3, 3)),
     ("conv2 5x5", (128, 32, 14, 14), (64, 32, 5, 5)),
 ]
+
+# The 7-digit reader's layers whose DFT work is near the direct sum's (padding as in its config).
+READER_LAYERS = [
+    ("d7 3x3 64", (64, 64, 8, 36), (128, 64, 3, 3), (1, 1)),
+    ("d7 4x3 128", (64, 128, 4, 36), (256, 128, 4, 3), (0, 1)),
+    ("d7 1x3 256", (64, 256, 1, 36), (256, 256, 1, 3), (0, 1)),
+]
+# Thresholds (PER_IMAGE_RATIO, ROWS_MIN_CS, DFT_MAX_RATIO) that force each path where it applies.
+PATHS = {"per-image": (0, 10**9, -1.0), "batch-wide": (10**9, 10**9, -1.0),
+         "rows": (10**9, 0, -1.0), "dft": (10**9, 10**9, 1e9)}  # fmt: skip
+
+
+def _by_path(knobs: Any, values: Any, x: Any, w: Any, b: Any, pad: Any, g: Any) -> object:
+    """Forward + backward with the rules' thresholds set to ``values``."""
+    for (module, attr), value in zip(knobs, values, strict=True):
+        setattr(module, attr, value)
+    _, vjp = conv2d(x, w, b, padding=pad)
+    return vjp(g)
+
+
+def bench_paths(repeats: int, clock: Callable[[], float]) -> None:
+    """Forward + backward of every layer by each path that applies, in ms; '-' where a path
+    does not apply (it would fall back to another)."""
+    import nn.conv
+    import nn.conv_dft
+    import nn.conv_rows
+
+    knobs = ((nn.conv, "PER_IMAGE_RATIO"), (nn.conv_rows, "ROWS_MIN_CS"),
+             (nn.conv_dft, "DFT_MAX_RATIO"))  # fmt: skip
+    saved = [getattr(module, attr) for module, attr in knobs]
+    print(f"{'layer':11s} {'dft/direct':>10s} " + " ".join(f"{p:>10s}" for p in PATHS))
+    same = [(name, xs, ws, ((ws[2] - 1) // 2, (ws[3] - 1) // 2)) for name, xs, ws in LAYERS]
+    rng = np.random.default_rng(0)
+    for name, x_shape, w_shape, pad in same + READER_LAYERS:
+        n, c, h, wd = x_shape
+        k, _, r, s = w_shape
+        p, q = h + 2 * pad[0] - r + 1, wd + 2 * pad[1] - s + 1
+        x = rng.standard_normal(x_shape, dtype=np.float32)
+        w = rng.standard_normal(w_shape, dtype=np.float32)
+        b = rng.standard_normal(k, dtype=np.float32)
+        g = rng.standard_normal((n, k, p, q), dtype=np.float32)
+        # All stride 1 and real: only the rows path has a condition left, P >= R (use_rows).
+        applies = {"per-image": True, "batch-wide": True, "rows": p >= r, "dft": True}
+        fns = [partial(_by_path, knobs, PATHS[path], x, w, b, pad, g) for path in PATHS]
+        try:
+            times = medians(fns, repeats, clock)
+        finally:
+            for (module, attr), value in zip(knobs, saved, strict=True):
+                setattr(module, attr, value)
+        ratio = nn.conv_dft.dft_madds(n, c, k, h, wd, r, s, pad) / (n * k * p * q * c * r * s)
+        cells = [f"{t * 1e3:10.2f}" if applies[path] else f"{'-':>10s}"
+                 for path, t in zip(PATHS, times, strict=True)]  # fmt: skip
+        print(f"{name:11s} {ratio:10.2f} " + " ".join(cells), flush=True)
 
 
 def medians(
@@ -129,6 +190,9 @@ def main(argv: list[str] | None = None) -> None:
         help="time by the process's CPU clock (with OPENBLAS_NUM_THREADS=1: time another "
         "process takes from this one does not count)",
     )
+    parser.add_argument(
+        "--paths", action="store_true", help="forward + backward by each algorithm instead"
+    )
     args = parser.parse_args(argv)
     clock = time.process_time if args.cpu else time.perf_counter
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -136,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"numpy {np.__version__}, {os.cpu_count()} CPUs, OPENBLAS_NUM_THREADS={threads}, "
           f"load average {load:.2f}, median of {args.repeats} repeats, "
           f"{'CPU' if args.cpu else 'wall'} time")  # fmt: skip
+    if args.paths:
+        bench_paths(args.repeats, clock)
+        return
     print(
         f"{'layer':10s} {'fwd ms':>7s} {'fwd+bwd':>8s} {'gemm':>8s} {'3 gemms':>8s} "
         f"{'sq ms':>7s} {'GF/s':>6s} | {'fwd/sq':>6s} {'fb/3sq':>7s} {'fb/3gemm':>8s} | "

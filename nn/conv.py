@@ -27,7 +27,11 @@ input by a loop over the R S kernel taps, each one strided slice-add over all im
 
 At stride 1 with enough channels (a CNN's deeper layers) a third way is faster: gather the
 columns along W only, S copies of the input instead of R S, and run R GEMMs on shifted
-views of them (:mod:`nn.conv_rows`, :func:`~nn.conv_rows.use_rows` decides). Every path
+views of them (:mod:`nn.conv_rows`, :func:`~nn.conv_rows.use_rows` decides). At stride 1
+without dilation a fourth is faster still where its work is smaller (a 5 x 5 layer of 32 to
+64 channels on 14 x 14 maps): the correlation as a product of discrete Fourier transforms,
+each a dense matrix, so three GEMMs in all (:mod:`nn.conv_dft`, :func:`~nn.conv_dft.use_dft`
+decides). Every path
 computes the sums of spec/conv2d.md, and the tests run each one on every case. The vjp takes
 ``input_grad=False`` to skip dx, which a network's first layer never needs.
 """
@@ -39,6 +43,15 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from nn.conv_dft import (
+    conv2d_dft,
+    conv2d_dft_vjp,
+    dft_input_grad,
+    kernel_spectrum,
+    output_spectrum_grad,
+    transforms,
+    use_dft,
+)
 from nn.conv_rows import conv2d_rows, conv2d_rows_vjp, rows_input_grad, rows_of, use_rows
 from nn.errors import DTypeError, ShapeError
 from nn.op import VJP, Array, op
@@ -206,6 +219,13 @@ def conv2d(
     n, c, h, wd = x.shape
     k, _, r, s = w.shape
     p, q = geo.out_size(h, wd, r, s)
+    if use_dft(x.dtype, x.shape, w.shape, geo):  # stride 1, few taps' worth: nn/conv_dft.py
+        y, spectra = conv2d_dft(x, w, b, geo.padding)
+
+        def dft_vjp(g: Array, *, input_grad: bool = True) -> tuple[Any, ...]:  # dx may be None
+            return conv2d_dft_vjp(g, spectra, w, x.shape, geo.padding, input_grad=input_grad)
+
+        return y, dft_vjp
     if use_rows(c, s, p, r, geo.stride):  # stride 1: R GEMMs on shifted rows (nn/conv_rows.py)
         y, xs = conv2d_rows(x, w, b, geo.padding, geo.dilation)
 
@@ -285,6 +305,9 @@ def conv2d_transpose(
             f"{who}: g (N, K, P, Q) {g.shape} and w (K, C, R, S) {w.shape} do not fit "
             f"input_shape (N, C, H, W) {tuple(input_shape)} with {geo}"
         )
+    if use_dft(g.dtype, shape, w.shape, geo):  # as conv2d's vjp, so the two are bitwise equal
+        a_in, a_out, taps = transforms(h, wd, *w.shape[2:], geo.padding, g.dtype.str)
+        return dft_input_grad(output_spectrum_grad(g, a_out), kernel_spectrum(w, taps), shape, a_in)
     if use_rows(c, w.shape[3], g.shape[2], w.shape[2], geo.stride):  # as conv2d's vjp: bitwise
         return rows_input_grad(rows_of(g), w, shape, geo.padding, geo.dilation)
     return _input_grad(g, w, shape, geo)  # (N, K, P, Q) -> (N, C, H, W)

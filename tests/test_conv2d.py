@@ -16,6 +16,7 @@ from hypothesis.extra.numpy import arrays
 
 import nn
 import nn.conv
+import nn.conv_dft
 import nn.conv_rows
 from conftest import same_bits
 from nn import conv2d, conv2d_transpose, linear
@@ -31,21 +32,32 @@ def pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-# The op computes a stride-1 convolution by shifted row GEMMs (nn.conv_rows.use_rows), else
-# lays its columns out per image or batch-wide (nn.conv.per_image), each by a size rule; the
-# tests of values run every path whatever the sizes, by moving the rules' thresholds. (At a
-# stride > 1 the "rows" setting falls back to the batch-wide columns.)
-LAYOUTS = {"per-image": (0, 10**9), "batch-wide": (10**9, 10**9), "rows": (10**9, 0)}
+# The op computes a stride-1 convolution of real arrays by DFT matrices (nn.conv_dft.use_dft)
+# or by shifted row GEMMs (nn.conv_rows.use_rows), else lays its columns out per image or
+# batch-wide (nn.conv.per_image), each by a size rule; the tests of values run every path
+# whatever the sizes, by moving the rules' thresholds. (Where a path does not apply, at a
+# stride > 1, a dilation or complex arrays, the "dft" and "rows" settings fall back to the
+# batch-wide columns.) Thresholds: (PER_IMAGE_RATIO, ROWS_MIN_CS, DFT_MAX_RATIO).
+LAYOUTS = {
+    "per-image": (0, 10**9, -1),
+    "batch-wide": (10**9, 10**9, -1),
+    "rows": (10**9, 0, -1),
+    "dft": (10**9, 10**9, 10**9),
+}
+THRESHOLDS = ((nn.conv, "PER_IMAGE_RATIO"), (nn.conv_rows, "ROWS_MIN_CS"),
+              (nn.conv_dft, "DFT_MAX_RATIO"))  # fmt: skip
 
 
 @contextlib.contextmanager
 def layout(name):
-    saved = nn.conv.PER_IMAGE_RATIO, nn.conv_rows.ROWS_MIN_CS
-    nn.conv.PER_IMAGE_RATIO, nn.conv_rows.ROWS_MIN_CS = LAYOUTS[name]
+    saved = [getattr(module, attr) for module, attr in THRESHOLDS]
+    for (module, attr), value in zip(THRESHOLDS, LAYOUTS[name], strict=True):
+        setattr(module, attr, value)
     try:
         yield
     finally:
-        nn.conv.PER_IMAGE_RATIO, nn.conv_rows.ROWS_MIN_CS = saved
+        for (module, attr), value in zip(THRESHOLDS, saved, strict=True):
+            setattr(module, attr, value)
 
 
 by_layout = pytest.mark.parametrize("path", list(LAYOUTS))
@@ -91,6 +103,22 @@ def loop_conv2d_vjp(x, w, g, stride=1, padding=0, dilation=1):
                 dx[n, c, row, col] += g[n, k, p, q] * w[k, c, i, j]
                 dwt[k, c, i, j] += g[n, k, p, q] * x[n, c, row, col]
     return dx, dwt, db
+
+
+def dft_bound(x, w, b, static):
+    """Per-output rounding bound of the DFT path (spec/conv2d.md, Rounding), 0 where that path
+    does not apply: its three products mix every pixel of an image, so its error scales with
+    the whole image's sum of |w| |x|, not with the window's terms."""
+    geo = tuple(pair(static.get(key, default)) for key, default in
+                (("stride", 1), ("padding", 0), ("dilation", 1)))  # fmt: skip
+    if not nn.conv_dft.use_dft(x.dtype, x.shape, w.shape, geo):
+        return 0.0
+    _, c_, h_, w_ = x.shape
+    _, _, r_, s_ = w.shape
+    lh, lw = nn.conv_dft.grid(h_, w_, r_, s_, geo[1])
+    terms = h_ * w_ + 2 * c_ + 2 * nn.conv_dft.frequency_count(lh, lw) + r_ * s_ + 3
+    sums = np.abs(x).sum(axis=(2, 3)) @ np.abs(w).sum(axis=(2, 3)).T + np.abs(b)  # (N, K)
+    return 8 * terms * EPS * sums[:, :, None, None]
 
 
 def scipy_conv2d(x, w, b, stride=1, padding=0, dilation=1):
@@ -183,7 +211,7 @@ def test_matches_loop_reference(path, case, data):
         y, vjp = conv2d(x, w, b, **static)
         ref, scale = loop_conv2d(x, w, b, **static)
         assert y.shape == ref.shape
-        assert np.all(np.abs(y - ref) <= 8 * (w[0].size + 1) * EPS * scale)
+        assert np.all(np.abs(y - ref) <= 8 * (w[0].size + 1) * EPS * scale + dft_bound(*case))
         g = data.draw(arrays(np.float64, y.shape, elements=finite))
         for got, want in zip(vjp(g), loop_conv2d_vjp(x, w, g, **static), strict=True):
             np.testing.assert_allclose(
@@ -224,8 +252,10 @@ def test_linear_in_x(path, case, data, a, c):
         zero = np.zeros_like(b)
         left = conv2d(a * x1 + c * x2, w, zero, **static)[0]
         right = a * conv2d(x1, w, zero, **static)[0] + c * conv2d(x2, w, zero, **static)[0]
-        scale = loop_conv2d(np.abs(a * x1) + np.abs(c * x2), np.abs(w), zero, **static)[0]
-        assert np.all(np.abs(left - right) <= 8 * (w[0].size + 2) * EPS * scale)
+        big = np.abs(a * x1) + np.abs(c * x2)
+        scale = loop_conv2d(big, np.abs(w), zero, **static)[0]
+        bound = 3 * dft_bound(big, w, zero, static)  # three convolutions, each within it
+        assert np.all(np.abs(left - right) <= 8 * (w[0].size + 2) * EPS * scale + bound)
 
 
 @by_layout
@@ -239,8 +269,10 @@ def test_linear_in_w(path, case, data, a, c):
         zero = np.zeros_like(b)
         left = conv2d(x, a * w1 + c * w2, zero, **static)[0]
         right = a * conv2d(x, w1, zero, **static)[0] + c * conv2d(x, w2, zero, **static)[0]
-        scale = loop_conv2d(np.abs(x), np.abs(a * w1) + np.abs(c * w2), zero, **static)[0]
-        assert np.all(np.abs(left - right) <= 8 * (w1[0].size + 2) * EPS * scale)
+        big = np.abs(a * w1) + np.abs(c * w2)
+        scale = loop_conv2d(np.abs(x), big, zero, **static)[0]
+        bound = 3 * dft_bound(x, big, zero, static)  # three convolutions, each within it
+        assert np.all(np.abs(left - right) <= 8 * (w1[0].size + 2) * EPS * scale + bound)
 
 
 @by_layout
@@ -525,6 +557,67 @@ def test_conv2d_transpose_refuses_inconsistent_shapes_and_dtypes():
         conv2d_transpose(g.astype(int), w, input_shape=(2, 3, 5, 5))
 
 
+@st.composite
+def dft_geometries(draw):
+    """(h, w, r, s, padding) of a stride-1 convolution with at least one output."""
+    r, s = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    h = draw(st.integers(max(1, r - 2 * padding[0]), 7))
+    w = draw(st.integers(max(1, s - 2 * padding[1]), 7))
+    return h, w, r, s, padding
+
+
+@pytest.mark.spec("conv2d", 10)
+@given(dft_geometries(), st.integers(0, 2**32 - 1))
+def test_dft_matrices_are_numpys_fft(geometry, seed):
+    """The DFT path's three matrices against NumPy's FFT (pocketfft), an independent reference:
+    A_in is rfft2 of the image on the LH x LW grid, the kernel's spectrum is the conjugated
+    rfft2 of the kernel placed at (i - ph, j - pw) modulo the grid, and A_out reads irfft2 of
+    a real grid signal's spectrum, at the kept frequencies, at the P x Q outputs."""
+    h, w, r, s, padding = geometry
+    a_in, a_out, taps = nn.conv_dft.transforms(h, w, r, s, padding, "<f8")
+    lh, lw = nn.conv_dft.grid(h, w, r, s, padding)
+    fh, fw, _ = nn.conv_dft.frequencies(lh, lw)
+    assert len(fh) == nn.conv_dft.frequency_count(lh, lw) == a_in.shape[0] // 2
+    p, q = h + 2 * padding[0] - r + 1, w + 2 * padding[1] - s + 1
+    rng = np.random.default_rng(seed)
+
+    def complex_pairs(v):  # rows (f, re/im) -> complex (F,)
+        return v[0::2] + 1j * v[1::2]
+
+    image = rng.standard_normal((h, w))
+    want = np.fft.rfft2(image, s=(lh, lw))[fh, fw]
+    np.testing.assert_allclose(complex_pairs(a_in @ image.ravel()), want, atol=1e-12)
+    kernel = rng.standard_normal((r, s))
+    placed = np.zeros((lh, lw))
+    placed[np.ix_((np.arange(r) - padding[0]) % lh, (np.arange(s) - padding[1]) % lw)] = kernel
+    spectrum = taps[0] @ kernel.ravel() + 1j * (taps[1] @ kernel.ravel())
+    np.testing.assert_allclose(spectrum, np.conj(np.fft.rfft2(placed))[fh, fw], atol=1e-12)
+    signal = rng.standard_normal((lh, lw))
+    kept = np.fft.rfft2(signal)[fh, fw]
+    pairs = np.stack([kept.real, kept.imag], axis=-1).ravel()  # (f, re/im)
+    np.testing.assert_allclose(pairs @ a_out, signal[:p, :q].ravel(), atol=1e-12)
+
+
+@pytest.mark.spec("conv2d", 11)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dft_path_rounding_scales_with_the_whole_image(dtype):
+    """The DFT path's error at each output is within 8 (HW + 2C + 2F + RS + 3) u times the
+    image's sum over channels of ||w_kc||_1 ||x_nc||_1 (plus |b_k|), also where the window
+    holds only zeros and the other paths are exact; the per-window bound does not hold there."""
+    rng = np.random.default_rng(7)
+    x, w, b = rng.uniform(1, 4, (2, 3, 9, 9)), rng.uniform(1, 4, (4, 3, 3, 3)), np.zeros(4)
+    x[:, :, :, :4] = 0  # the windows of output columns 0 and 1 (padding 0) read zeros only
+    ref, _ = loop_conv2d(x, w, b)
+    assert np.all(ref[..., :2] == 0)
+    with layout("dft"):
+        y, _ = conv2d(*(a.astype(dtype) for a in (x, w, b)))
+        u = np.finfo(dtype).eps
+        bound = dft_bound(x, w, b, {}) * (u / EPS)
+        assert np.all(np.abs(y - ref) <= bound)
+        assert np.abs(y[..., :2]).max() > 0  # not exact there: rounding of the image's size
+
+
 def test_layout_rules_pick_per_image_for_a_first_layer_and_rows_for_deeper_ones():
     """The rules on the CNN's layers: a first layer (C = 1) per image; a deeper layer by
     shifted rows at stride 1, batch-wide columns at stride 2. Every path gives the same values."""
@@ -544,6 +637,23 @@ def test_layout_rules_pick_per_image_for_a_first_layer_and_rows_for_deeper_ones(
     for other in results[1:]:
         for a, b_ in zip(results[0], other, strict=True):
             np.testing.assert_allclose(a, b_, rtol=1e-13, atol=1e-13)
+
+
+def test_dft_rule_takes_the_cnns_5x5_layer_and_nothing_thinner():
+    """use_dft: the CNN's 32 -> 64, 5 x 5 layer on 14 x 14 maps (0.66 of the direct sum's
+    multiply-adds), in float32 and float64; not its first layer (one channel: 40 times), a
+    3 x 3 layer, the 7-digit reader's layers, a stride, a dilation or complex arrays."""
+    use, same = nn.conv_dft.use_dft, ((1, 1), (2, 2), (1, 1))
+    cnn2 = ((128, 32, 14, 14), (64, 32, 5, 5))
+    assert use(np.float32, *cnn2, same) and use(np.float64, *cnn2, same)
+    assert not use(np.complex128, *cnn2, same)
+    assert not use(np.float32, *cnn2, ((2, 2), (2, 2), (1, 1)))
+    assert not use(np.float32, *cnn2, ((1, 1), (2, 2), (2, 2)))
+    assert not use(np.float32, (128, 1, 28, 28), (32, 1, 5, 5), same)
+    assert not use(np.float32, (128, 32, 14, 14), (64, 32, 3, 3), ((1, 1),) * 3)
+    digits7 = [((64, 64, 8, 36), (128, 64, 3, 3), (1, 1)), ((64, 128, 4, 36), (256, 128, 4, 3),
+               (0, 1)), ((64, 256, 1, 36), (256, 256, 1, 3), (0, 1))]  # fmt: skip
+    assert not any(use(np.float32, xs, ws, ((1, 1), pad, (1, 1))) for xs, ws, pad in digits7)
 
 
 @by_layout

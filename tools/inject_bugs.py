@@ -186,6 +186,37 @@ BUGS = {
         "dxp[:, :, rows, cols] += dcols[:, i, j]",
         "dxp[:, :, rows, cols] = dcols[:, i, j]",
     ),
+    # Speed (issue 7): the DFT path of conv2d and the kept heap.
+    "the DFT grid is one row short, so a tap wraps onto the image": (
+        "nn/conv_dft.py",
+        "return max(h + ph, p, r), max(w + pw, q, s)",
+        "return max(h + ph - 1, p, r), max(w + pw, q, s)",
+    ),
+    "the inverse DFT counts each stored frequency once (forgets its conjugate)": (
+        "nn/conv_dft.py",
+        "pair = 2 - ((kw == 0) | (2 * kw == lw)).astype(float)",
+        "pair = 1 + 0 * kw.astype(float)",
+    ),
+    "the DFT kernel's taps are not shifted by the padding": (
+        "nn/conv_dft.py",
+        "t_w = theta(np.arange(r) - ph, np.arange(s) - pw)",
+        "t_w = theta(np.arange(r), np.arange(s))",
+    ),
+    "the DFT's complex product drops the minus of Xi Vi": (
+        "nn/conv_dft.py",
+        "np.negative(vi, out=v[:, 0, :, 1])",
+        "np.copyto(v[:, 0, :, 1], vi)",
+    ),
+    "the DFT's dw adds where its transpose subtracts": (
+        "nn/conv_dft.py",
+        "dvi = (dv[:, 1, :, 0] - dv[:, 0, :, 1])",
+        "dvi = (dv[:, 1, :, 0] + dv[:, 0, :, 1])",
+    ),
+    "keep_heap leaves glibc's trim threshold low, so freed pages go back": (
+        "nn/heap.py",
+        "TRIM_THRESHOLD = 1 << 30",
+        "TRIM_THRESHOLD = 128 << 10",
+    ),
     "max-pool routes a tie to the last maximum": (
         "nn/pool.py",
         "wins = buf > y",
@@ -286,6 +317,8 @@ FIRST_LOOK = {
     "nn/train.py": ["tests/test_train.py", "tests/test_cnn.py"],
     "nn/augment.py": ["tests/test_random_affine.py", "tests/test_augment.py"],
     "nn/conv.py": ["tests/test_conv2d.py"],
+    "nn/conv_dft.py": ["tests/test_conv2d.py"],
+    "nn/heap.py": ["tests/test_heap.py"],
     "nn/pool.py": ["tests/test_max_pool2d.py"],
     "nn/norm.py": ["tests/test_batch_norm.py"],
     "nn/dropout.py": ["tests/test_dropout.py"],
