@@ -6,9 +6,12 @@ The math, its derivation and the invariants are on the spec pages ``spec/<op>.md
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from nn.op import VJP, Array, op
+from nn.parallel import for_slices
 
 
 @op(signature="()->()", complex_safe=True)
@@ -62,17 +65,31 @@ def relu(x: Array) -> tuple[Array, VJP]:
     >>> y.tolist(), vjp(np.ones(3))[0].tolist()
     ([0.0, 0.0, 3.0], [0.0, 0.0, 1.0])
     """
-    active = x > 0
-    # np.maximum, not np.where(active, x, 0): a NaN passes through (as in PyTorch) instead of
-    # being zeroed, hiding a divergence; and np.where on a random mask is ~10x slower.
-    y = np.maximum(x, x.dtype.type(0))
+    zero = x.dtype.type(0)
+    y, active = np.empty(x.shape, x.dtype), np.empty(x.shape, bool)
+    x1, y1, active1 = x.reshape(-1), y.reshape(-1), active.reshape(-1)  # flat; x1 may copy
+
+    def forward(s: slice) -> None:  # a slice of the entries, on one of nn.parallel's threads
+        np.greater(x1[s], zero, out=active1[s])
+        # np.maximum, not np.where(active, x, 0): a NaN passes through (as in PyTorch) instead
+        # of being zeroed, hiding a divergence; and np.where on a random mask is ~10x slower.
+        np.maximum(x1[s], zero, out=y1[s])
+
+    for_slices(forward, x1.size, x1.size)
 
     def vjp(g: Array) -> tuple[Array]:
-        # 0 * inf is NaN: only a non-finite g can make dx non-finite, so then (rarely) select.
-        with np.errstate(invalid="ignore", over="ignore"):
-            dx = np.multiply(g, active)  # branch-free: g or exactly 0
-            finite = np.isfinite(np.add.reduce(dx, axis=None))
-        if not finite:
+        dx = np.empty(g.shape, np.result_type(g, active))
+        g1, dx1 = g.reshape(-1), dx.reshape(-1)
+        sums: list[Any] = []
+
+        def backward(s: slice) -> None:
+            # 0 * inf is NaN: only a non-finite g makes dx non-finite, so then (rarely) select.
+            with np.errstate(invalid="ignore", over="ignore"):
+                np.multiply(g1[s], active1[s], out=dx1[s])  # branch-free: g or exactly 0
+                sums.append(np.add.reduce(dx1[s]))  # list.append is atomic under the GIL
+
+        for_slices(backward, g1.size, g1.size)
+        if not all(np.isfinite(sums)):
             dx = np.where(active, g, g.dtype.type(0))
         return (dx,)
 

@@ -134,3 +134,26 @@ def test_nan_propagates():
     assert y[1:].tolist() == [0.0, 2.0]
     np.testing.assert_array_equal(y[1:], np.maximum(x[1:], 0))
     assert vjp(np.ones(3))[0][1:].tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_on_the_pools_threads_as_on_one(dtype, monkeypatch):
+    """A CNN-sized array runs on nn.parallel's threads (one slice each): y, the mask and dx
+    are bitwise those of one thread, NaN in x and inf in g included (an inf's slice is
+    caught and takes the exact selection), and x need not be contiguous."""
+    import nn.parallel
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 4, 64, 130)).astype(dtype)[..., ::2]  # 2**18 entries, strided
+    x[0, 0, 0, 0], x[-1, -1, -1, -1] = np.nan, -np.inf
+    g = rng.standard_normal(x.shape).astype(dtype)
+    g[-1, -1, -1, -1] = np.inf  # an inactive entry, in the last thread's slice
+    assert x.size >= nn.parallel.MIN_SIZE
+    y, vjp = relu(x)
+    (dx,) = vjp(g)
+    monkeypatch.setattr(nn.parallel, "THREADS", 1)
+    y1, vjp1 = relu(x)
+    (dx1,) = vjp1(g)
+    assert y.tobytes() == y1.tobytes() and dx.tobytes() == dx1.tobytes()
+    assert np.isnan(y[0, 0, 0, 0]) and dx[-1, -1, -1, -1] == 0
+    np.testing.assert_array_equal(dx, np.where(x > 0, g, 0))
