@@ -42,10 +42,11 @@ from nn.parallel import for_slices
 
 DFT_MAX_RATIO = 0.75
 """Take this path when its multiply-adds (:func:`dft_madds`) are at most this fraction of
-the direct sum's ``N K P Q C R S``. Its three products run near BLAS's best speed with no
-gather, so at equal work it is still faster; below 0.75 it is clearly so (bench/conv_ops.py).
-A CNN's 5 x 5 layer of 32 to 64 channels on 14 x 14 maps needs 0.66; a 3 x 3 layer 1.5, and
-a first layer (one channel, 28 x 28) 40."""
+the direct sum's ``N K P Q C R S``. The CNN's 5 x 5 layer of 32 to 64 channels on 14 x 14
+maps needs 0.59, its first layer (one channel, 28 x 28) 37. Work is not the whole story
+(``python bench/conv_ops.py --paths``): with no gather, a 3 x 3 layer on 14 x 14 maps is
+faster by this path even at 1.43, but the 7-digit reader's layers on maps 4 or 1 rows high
+are slower at 0.99 and 0.80. Up to 0.75 it was faster for every layer measured."""
 
 
 def grid(h: int, w: int, r: int, s: int, padding: tuple[int, int]) -> tuple[int, int]:
