@@ -24,11 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import nn  # noqa: F401  (nn's OpenBLAS spin and heap settings, as in training)
+# nn before NumPy: OpenBLAS reads nn's short spin when NumPy loads it (nn.blas_env). With
+# OpenBLAS's default spin its idle threads hold the cores through PyTorch's next products.
+import nn  # noqa: F401
+
+# isort: split
+import numpy as np
 
 BATCH, STEPS = 128, 469  # an epoch of 60000 images
 MLPS = {"784-256-10": [784, 256, 10], "784-800-800-10": [784, 800, 800, 10]}

@@ -35,9 +35,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# nn before NumPy, as `python -m nn` imports them: OpenBLAS then reads nn's short spin
+# (nn.blas_env) when NumPy loads it, and the timings are those of training.
+import nn  # noqa: F401
+
+# isort: split
+import numpy as np
 
 from nn.config import Config
 from nn.data import fetch_mnist

@@ -26,11 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# nn before NumPy, as `python -m nn` imports them: OpenBLAS then reads nn's short spin
+# (nn.blas_env) when NumPy loads it, and the timings are those of training.
+import nn  # noqa: F401
+
+# isort: split
+import numpy as np
 from torch_cnn import torch_available, torch_epoch_time
 
 from nn.config import Config

@@ -37,11 +37,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+
+# nn before NumPy, as `python -m nn` imports them: OpenBLAS then reads nn's short spin
+# (nn.blas_env) when NumPy loads it, and the timings are those of training.
+import nn  # noqa: E402, F401
+
+# isort: split
+import numpy as np  # noqa: E402
 
 from nn.atomic import write_bytes_atomic  # noqa: E402
 
