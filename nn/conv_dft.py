@@ -138,7 +138,7 @@ def transforms(
 
     def theta(rows: Array, cols: Array) -> Array:  # (F, len(rows) len(cols)), reduced mod 2 pi
         u, v = (a.ravel() for a in np.meshgrid(rows, cols, indexing="ij"))
-        turns = (fh[:, None] * u % lh) / lh + (fw[:, None] * v % lw) / lw
+        turns: Array = (fh[:, None] * u % lh) / lh + (fw[:, None] * v % lw) / lw
         return 2 * np.pi * turns
 
     t_in = theta(np.arange(h), np.arange(w))  # (F, HW)
