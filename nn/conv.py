@@ -219,7 +219,7 @@ def conv2d(
     n, c, h, wd = x.shape
     k, _, r, s = w.shape
     p, q = geo.out_size(h, wd, r, s)
-    if use_dft(x.dtype, x.shape, w.shape, geo):  # stride 1, few taps' worth: nn/conv_dft.py
+    if use_dft(x.dtype, x.shape, w.shape, geo):  # stride 1, less work as DFTs (nn/conv_dft.py)
         y, spectra = conv2d_dft(x, w, b, geo.padding)
 
         def dft_vjp(g: Array, *, input_grad: bool = True) -> tuple[Any, ...]:  # dx may be None

@@ -164,8 +164,8 @@ def kernel_spectrum(w: Array, taps: Array) -> Array:
     vr = (taps[0] @ w_rows.T).reshape(f, k, c)  # (F, RS) @ (RS, KC) -> (F, K, C)
     vi = (taps[1] @ w_rows.T).reshape(f, k, c)
     v = np.empty((f, 2, k, 2, c), w.dtype)  # rows (re/im of Y, k), columns (re/im of X, c)
-    v[:, 0, :, 0], v[:, 1, :, 0], v[:, 1, :, 1] = vr, vi, vr  # Yr = Vr Xr - Vi Xi
-    np.negative(vi, out=v[:, 0, :, 1])  # Yi = Vi Xr + Vr Xi
+    v[:, 0, :, 0], v[:, 1, :, 0], v[:, 1, :, 1] = vr, vi, vr  # Yi = Vi Xr + Vr Xi
+    np.negative(vi, out=v[:, 0, :, 1])  # Yr = Vr Xr - Vi Xi
     return v.reshape(f, 2 * k, 2 * c)
 
 

@@ -8,7 +8,7 @@ keeps its activations alive until the backward pass frees them, so tens of MB co
 the top of the heap at once and go back to the kernel; the next step touches those pages
 again and the kernel must map and zero each one. Measured on the CNN config (batch 128,
 2 cores): 3886 page faults per step with glibc's defaults and 2 with the settings below,
-and an epoch of 35-37 s against 31 s (docs/performance.md).
+and an epoch of 31.4 s against 25.6 s (docs/performance.md).
 
 :func:`keep_heap` sets glibc's ``M_MMAP_THRESHOLD`` to 32 MB (the most glibc allows), so
 blocks up to that come from the heap, and ``M_TRIM_THRESHOLD`` to 1 GB, so freed heap

@@ -604,7 +604,7 @@ def test_dft_matrices_are_numpys_fft(geometry, seed):
 def test_dft_path_rounding_scales_with_the_whole_image(dtype):
     """The DFT path's error at each output is within 8 (HW + 2C + 2F + RS + 3) u times the
     image's sum over channels of ||w_kc||_1 ||x_nc||_1 (plus |b_k|), also where the window
-    holds only zeros and the other paths are exact; the per-window bound does not hold there."""
+    holds only zeros: there the other paths are exact and this one is not."""
     rng = np.random.default_rng(7)
     x, w, b = rng.uniform(1, 4, (2, 3, 9, 9)), rng.uniform(1, 4, (4, 3, 3, 3)), np.zeros(4)
     x[:, :, :, :4] = 0  # the windows of output columns 0 and 1 (padding 0) read zeros only

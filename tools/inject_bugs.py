@@ -192,10 +192,15 @@ BUGS = {
         "return max(h + ph, p, r), max(w + pw, q, s)",
         "return max(h + ph - 1, p, r), max(w + pw, q, s)",
     ),
-    "the inverse DFT counts each stored frequency once (forgets its conjugate)": (
+    "the inverse DFT counts each kept frequency once (forgets its conjugate)": (
         "nn/conv_dft.py",
-        "pair = 2 - ((kw == 0) | (2 * kw == lw)).astype(float)",
-        "pair = 1 + 0 * kw.astype(float)",
+        "return fh, fw, np.where(own, 1.0, 2.0)",
+        "return fh, fw, np.where(own, 1.0, 1.0)",
+    ),
+    "the DFT keeps both members of a conjugate pair in the mirror columns": (
+        "nn/conv_dft.py",
+        "keep = ~mirror | (2 * fh <= lh)",
+        "keep = ~mirror | (fh >= 0)",
     ),
     "the DFT kernel's taps are not shifted by the padding": (
         "nn/conv_dft.py",
