@@ -55,6 +55,7 @@ from nn.conv_dft import (
 from nn.conv_rows import conv2d_rows, conv2d_rows_vjp, rows_input_grad, rows_of, use_rows
 from nn.errors import DTypeError, ShapeError
 from nn.op import VJP, Array, op
+from nn.parallel import swap_planes
 
 Pair = tuple[int, int]
 
@@ -173,7 +174,7 @@ def _input_grad(
         dxp = np.zeros(shape[1::-1] + shape[2:], g.dtype).transpose(1, 0, 2, 3)  # NCHW memory
     else:
         if gt is None:
-            gt = g.transpose(1, 0, 2, 3).reshape(k, n * p * q)  # (N, K, P, Q) -> (K, NPQ), a copy
+            gt = swap_planes(g.reshape(n, k, p * q)).reshape(k, n * p * q)  # -> (K, NPQ)
         dcols = (wmat_t @ gt).reshape(c, r, s, n, p, q)  # (CRS, K) @ (K, NPQ) -> (C,R,S,N,P,Q)
         dxp = np.zeros(shape, g.dtype)  # memory order as dcols: each add walks both in order
     for i in range(r):  # R S strided slice-adds over all images; never np.add.at (slow)
@@ -243,9 +244,8 @@ def conv2d(
         y += b[:, None, None]  # our own fresh array: add in place
     else:
         yt = wmat @ cols  # (K, CRS) @ (CRS, NPQ) -> (K, NPQ): one GEMM for the batch
-        y = np.empty((n, k, p, q), yt.dtype)  # (N, K, P, Q)
         # K and N swap by whole (P, Q) planes; the bias rides along in the same pass.
-        np.add(yt.reshape(k, n, p, q).transpose(1, 0, 2, 3), b[:, None, None], out=y)
+        y = swap_planes(yt.reshape(k, n, p * q), b).reshape(n, k, p, q)  # (N, K, P, Q)
 
     def vjp(g: Array, *, input_grad: bool = True) -> tuple[Any, ...]:  # dx None: no input_grad
         db = g.sum(axis=(0, 2, 3))  # (N, K, P, Q) -> (K,)
@@ -253,7 +253,7 @@ def conv2d(
         if by_image:  # (N, K, PQ) @ (N, PQ, CRS) -> (N, K, CRS), summed over images: small
             dwmat = np.matmul(g.reshape(n, k, p * q), cols.transpose(0, 2, 1)).sum(axis=0)
         else:
-            gt = g.transpose(1, 0, 2, 3).reshape(k, n * p * q)  # (N, K, P, Q) -> (K, NPQ)
+            gt = swap_planes(g.reshape(n, k, p * q)).reshape(k, n * p * q)  # -> (K, NPQ)
             dwmat = gt @ cols.T  # (K, NPQ) @ (NPQ, CRS) -> (K, CRS)
         # A network's first layer needs no dx: its input is data (nn.model skips it).
         dx = _input_grad(g, w, x.shape, geo, gt) if input_grad else None  # (N,K,P,Q)->(N,C,H,W)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from nn.op import Array
-from nn.parallel import for_slices
+from nn.parallel import swap_planes
 
 DFT_MAX_RATIO = 0.75
 """Take this path when its multiply-adds (:func:`dft_madds`) are at most this fraction of
@@ -49,6 +49,11 @@ faster by this path even at 1.43, but the 7-digit reader's layers on maps 4 or 1
 are slower at 0.99 and 0.80. Up to 0.75 it was faster for every layer measured."""
 
 
+def out_size(h: int, w: int, r: int, s: int, padding: tuple[int, int]) -> tuple[int, int]:
+    """``(P, Q)`` of a stride-1, undilated convolution."""
+    return h + 2 * padding[0] - r + 1, w + 2 * padding[1] - s + 1
+
+
 def grid(h: int, w: int, r: int, s: int, padding: tuple[int, int]) -> tuple[int, int]:
     """``(LH, LW)``: the smallest periodic grid on which the correlation does not wrap.
 
@@ -57,8 +62,7 @@ def grid(h: int, w: int, r: int, s: int, padding: tuple[int, int]) -> tuple[int,
     ``LH >= H + ph`` rows they land on rows ``H .. LH - 1``, which are zeros too. The ``P``
     output rows and the ``R`` kernel rows need ``LH >= P`` and ``LH >= R`` as well.
     """
-    (ph, pw) = padding
-    p, q = h + 2 * ph - r + 1, w + 2 * pw - s + 1
+    (ph, pw), (p, q) = padding, out_size(h, w, r, s, padding)
     return max(h + ph, p, r), max(w + pw, q, s)
 
 
@@ -66,8 +70,7 @@ def dft_madds(
     n: int, c: int, k: int, h: int, w: int, r: int, s: int, padding: tuple[int, int]
 ) -> int:
     """Multiply-adds of the three products of one forward pass."""
-    (ph, pw) = padding
-    p, q = h + 2 * ph - r + 1, w + 2 * pw - s + 1
+    p, q = out_size(h, w, r, s, padding)
     f = frequency_count(*grid(h, w, r, s, padding))
     return n * (2 * f * h * w * c + f * 4 * c * k + k * 2 * f * p * q)
 
@@ -88,7 +91,7 @@ def use_dft(
         return False
     n, c, h, w = x_shape
     k, _, r, s = w_shape
-    p, q = h + 2 * padding[0] - r + 1, w + 2 * padding[1] - s + 1
+    p, q = out_size(h, w, r, s, padding)
     direct = n * k * p * q * c * r * s
     return dft_madds(n, c, k, h, w, r, s, padding) <= DFT_MAX_RATIO * direct
 
@@ -131,8 +134,7 @@ def transforms(
     ``taps`` (2, F, R S): cos and sin of ``theta_f(i - ph, j - pw)``, the kernel's spectrum.
     The frequencies ``f`` and weights ``c_f`` are :func:`frequencies`'.
     """
-    (ph, pw) = padding
-    p, q = h + 2 * ph - r + 1, w + 2 * pw - s + 1
+    (ph, pw), (p, q) = padding, out_size(h, w, r, s, padding)
     lh, lw = grid(h, w, r, s, padding)
     fh, fw, c = frequencies(lh, lw)
 
@@ -169,23 +171,6 @@ def kernel_spectrum(w: Array, taps: Array) -> Array:
     return v.reshape(f, 2 * k, 2 * c)
 
 
-def swap_planes(a: Array, b: Array | None = None) -> Array:
-    """``a`` (A, B, M) as a new contiguous (B, A, M), plus ``b[i]`` on every entry of the
-    planes ``a[i]`` if ``b`` (A,) is given: rows of M contiguous entries move, on every core."""
-    n_a, n_b, m = a.shape
-    out = np.empty((n_b, n_a, m), a.dtype)
-    a_t = a.transpose(1, 0, 2)  # (B, A, M), a view
-
-    def copy(rows: slice) -> None:
-        if b is None:
-            out[rows] = a_t[rows]
-        else:
-            np.add(a_t[rows], b[:, None], out=out[rows])
-
-    for_slices(copy, n_b, a.size)
-    return out
-
-
 def conv2d_dft(
     x: Array, w: Array, b: Array, padding: tuple[int, int]
 ) -> tuple[Array, tuple[Array, Array]]:
@@ -193,7 +178,7 @@ def conv2d_dft(
     (F, 2C, N) and the kernels' ``v`` (F, 2K, 2C), kept for :func:`conv2d_dft_vjp`."""
     n, c, h, wd = x.shape
     k, _, r, s = w.shape
-    p, q = h + 2 * padding[0] - r + 1, wd + 2 * padding[1] - s + 1
+    p, q = out_size(h, wd, r, s, padding)
     a_in, a_out, taps = transforms(h, wd, r, s, padding, x.dtype.str)
     f = a_in.shape[0] // 2
     x_t = swap_planes(x.reshape(n, c, h * wd))  # (N, C, HW) -> (C, N, HW)
@@ -219,7 +204,7 @@ def output_spectrum_grad(g: Array, a_out: Array) -> Array:
     """The cotangent of the output's spectrum, (F, 2K, N), from ``g`` (N, K, P, Q)."""
     n, k, p, q = g.shape
     g_t = swap_planes(g.reshape(n, k, p * q))  # (N, K, PQ) -> (K, N, PQ)
-    dys = a_out @ g_t.reshape(k * n, p * q).T  # (2F, PQ) @ (PQ, KN) -> (2F, KN)
+    dys: Array = a_out @ g_t.reshape(k * n, p * q).T  # (2F, PQ) @ (PQ, KN) -> (2F, KN)
     return dys.reshape(a_out.shape[0] // 2, 2 * k, n)
 
 

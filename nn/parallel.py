@@ -115,3 +115,23 @@ def add_into(out: np.ndarray[Any, Any], part: np.ndarray[Any, Any]) -> None:
         np.add(out[rows], part[rows], out=out[rows])
 
     for_slices(add, len(out), part.size)
+
+
+def swap_planes(
+    a: np.ndarray[Any, Any], b: np.ndarray[Any, Any] | None = None
+) -> np.ndarray[Any, Any]:
+    """``a`` (A, B, M) as a new contiguous (B, A, M), plus ``b[i]`` on every entry of the
+    planes ``a[i]`` if ``b`` (A,) is given: rows of M contiguous entries move, split along B
+    over the pool's threads."""
+    n_a, n_b, m = a.shape
+    out = np.empty((n_b, n_a, m), a.dtype)
+    a_t = a.transpose(1, 0, 2)  # (B, A, M), a view
+
+    def copy(rows: slice) -> None:
+        if b is None:
+            out[rows] = a_t[rows]
+        else:
+            np.add(a_t[rows], b[:, None], out=out[rows])
+
+    for_slices(copy, n_b, a.size)
+    return out
